@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "cnn-reference",
+    products: [
+        .library(name: "CNNReference", targets: ["CNNReference"]),
+        .library(name: "GradientCheck", targets: ["GradientCheck"]),
+        .library(name: "GoldenVectors", targets: ["GoldenVectors"]),
+        .executable(name: "cnnref", targets: ["cnnref"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/attaswift/BigInt", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // MARK: - C libraries
+        .systemLibrary(
+            name: "CGSL", pkgConfig: "gsl",
+            providers: [.apt(["libgsl-dev"]), .brew(["gsl"])]),
+
+        // MARK: - Library
+        .target(
+            name: "CNNReference",
+            dependencies: [.product(name: "BigInt", package: "BigInt")]),
+        .target(name: "GradientCheck", dependencies: ["CNNReference", "CGSL"]),
+        .target(
+            name: "GoldenVectors",
+            dependencies: [
+                "CNNReference", "CGSL", "GradientCheck",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+
+        // MARK: - Tool
+        .executableTarget(
+            name: "cnnref",
+            dependencies: [
+                "CNNReference", "GradientCheck", "GoldenVectors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "CNNReferenceTests",
+            dependencies: ["CNNReference", .product(name: "BigInt", package: "BigInt")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

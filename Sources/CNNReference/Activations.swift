@@ -1,0 +1,176 @@
+import Foundation
+
+// Elementwise nonlinearities. Each keeps its function and its derivative side
+// by side; at a kink the derivative is PyTorch's choice, stated per layer.
+
+/// The logistic function, without overflow for any x: 1/(1 + e^−x) for x ≥ 0,
+/// e^x/(1 + e^x) for x < 0.
+@inlinable
+public func logistic(_ x: Double) -> Double {
+    if x >= 0 { return 1 / (1 + exp(-x)) }
+    let e = exp(x)
+    return e / (1 + e)
+}
+
+/// σ'(x) = σ(x)·σ(−x), which avoids the cancellation in σ(x)·(1 − σ(x)) for large x.
+@inlinable
+public func logisticDerivative(_ x: Double) -> Double { logistic(x) * logistic(-x) }
+
+/// ReLU: y = max(0, x), with relu(−0) = +0. Derivative 1 for x > 0, else 0
+/// (ReLU'(0) = 0, PyTorch's and JAX's choice).
+public struct ReLU: ElementwiseLayer {
+    public static let id = "relu"
+    public var parameters: [NamedTensor] = []
+    public init() {}
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : ($0.isNaN ? $0 : 0) })
+    }
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $0 > 0 ? $1 : 0 }))
+    }
+    public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+}
+
+/// Leaky ReLU: y = x for x > 0, slope·x otherwise. Derivative 1 for x > 0,
+/// slope for x ≤ 0 (the slope at x = 0, as PyTorch). The slope is required:
+/// the lecture uses 0.1, PyTorch defaults to 0.01, TensorFlow to 0.2.
+public struct LeakyReLU: ElementwiseLayer {
+    public static let id = "leaky_relu"
+    public let slope: Double
+    public var parameters: [NamedTensor] = []
+    public init(slope: Double) { self.slope = slope }
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : slope * $0 })
+    }
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $0 > 0 ? $1 : slope * $1 }))
+    }
+    public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+}
+
+/// PReLU: y = x for x > 0, a_c·x otherwise, with a learnable slope per channel
+/// (`slope` [C], channel = axis 1 of x [N, C, ...]) or shared (`slope` [1]).
+/// Derivative in x: 1 for x > 0, a_c for x ≤ 0; dL/da_c = Σ over the channel's
+/// elements with x ≤ 0 of dy·x (a correctly rounded sum over batch and space).
+public struct PReLU: ElementwiseLayer {
+    public static let id = "prelu"
+    public var parameters: [NamedTensor]
+    public init(slope: Tensor) { parameters = [NamedTensor("slope", slope)] }
+    public var slope: Tensor { parameters[0].tensor }
+
+    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
+        guard slope.rank == 1 else {
+            throw CaseError("inputs.slope.shape", "expected [C] or [1], found \(slope.shape)")
+        }
+        if slope.count != 1 {
+            guard s.count >= 2 else {
+                throw CaseError("inputs.x.shape", "a per-channel slope [\(slope.count)] needs x of rank ≥ 2 [N, C, ...], found \(s)")
+            }
+            guard s[1] == slope.count else {
+                throw CaseError("inputs.slope.shape", "expected [C] = [\(s[1])] (channels of x) or [1], found \(slope.shape)")
+            }
+        }
+        return s
+    }
+
+    /// The channel of every flat index of an input of shape `s`.
+    func channel(_ flat: Int, _ s: [Int]) -> Int {
+        guard slope.count > 1 else { return 0 }
+        let inner = s.dropFirst(2).reduce(1, *)
+        return (flat / inner) % s[1]
+    }
+
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.indices.map { i in
+            x[i] > 0 ? x[i] : slope[channel(i, x.shape)] * x[i]
+        })
+    }
+
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        let dx = x.scalars.indices.map { i in x[i] > 0 ? dy[i] : slope[channel(i, x.shape)] * dy[i] }
+        var members = [[Int]](repeating: [], count: slope.count)
+        for i in x.scalars.indices where !(x[i] > 0) { members[channel(i, x.shape)].append(i) }
+        let da = members.map { idx in CorrectlyRounded.sum { acc in for i in idx { acc.add(dy[i], times: x[i]) } } }
+        return Gradients(input: Tensor(shape: x.shape, scalars: dx),
+                         parameters: [Tensor(shape: slope.shape, scalars: da)])
+    }
+    public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+}
+
+/// ELU: y = x for x > 0, α·(e^x − 1) for x ≤ 0 (computed with `expm1`, so
+/// small negative x keeps full precision). Derivative 1 for x > 0, α·e^x for
+/// x ≤ 0: at x = 0 the negative branch, α (PyTorch's choice).
+public struct ELU: ElementwiseLayer {
+    public static let id = "elu"
+    public let alpha: Double
+    public var parameters: [NamedTensor] = []
+    public init(alpha: Double) { self.alpha = alpha }
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : alpha * expm1($0) })
+    }
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $0 > 0 ? $1 : $1 * (alpha * exp($0)) }))
+    }
+    public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+}
+
+/// Sigmoid: y = σ(x) = 1/(1 + e^−x); derivative σ(x)·σ(−x).
+public struct Sigmoid: ElementwiseLayer {
+    public static let id = "sigmoid"
+    public var parameters: [NamedTensor] = []
+    public init() {}
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.map(logistic))
+    }
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $1 * logisticDerivative($0) }))
+    }
+}
+
+/// Tanh: y = tanh(x); derivative 1 − tanh² = sech²(x), computed as
+/// 4e/(1 + e)² with e = e^−2|x|, which has no cancellation for large |x|.
+public struct Tanh: ElementwiseLayer {
+    public static let id = "tanh"
+    public var parameters: [NamedTensor] = []
+    public init() {}
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.map { tanh($0) })
+    }
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
+            let e = exp(-2 * x.magnitude)
+            return g * (4 * e / ((1 + e) * (1 + e)))
+        }))
+    }
+}
+
+/// Swish: y = x·σ(βx) with a learnable β (`beta` [1]); β = 1 is SiLU.
+/// dy/dx = σ(βx)·(1 + βx·σ(−βx)); dL/dβ = Σ dy·x²·σ(βx)·σ(−βx) (a correctly
+/// rounded sum over all elements).
+public struct Swish: ElementwiseLayer {
+    public static let id = "swish"
+    public var parameters: [NamedTensor]
+    public init(beta: Tensor) { parameters = [NamedTensor("beta", beta)] }
+    public var beta: Double { parameters[0].tensor[0] }
+
+    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
+        guard parameters[0].tensor.shape == [1] else {
+            throw CaseError("inputs.beta.shape", "expected [1], found \(parameters[0].tensor.shape)")
+        }
+        return s
+    }
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.map { $0 * logistic(beta * $0) })
+    }
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        let b = beta
+        let dx = zip(x.scalars, dy.scalars).map { x, g in
+            g * (logistic(b * x) * (1 + b * x * logistic(-b * x)))
+        }
+        let dbeta = CorrectlyRounded.sum { acc in
+            for (x, g) in zip(x.scalars, dy.scalars) { acc.add(g, times: x * x * logisticDerivative(b * x)) }
+        }
+        return Gradients(input: Tensor(shape: x.shape, scalars: dx),
+                         parameters: [Tensor(shape: [1], scalars: [dbeta])])
+    }
+}

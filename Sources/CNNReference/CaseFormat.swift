@@ -1,0 +1,520 @@
+/// The `cnnref-case-1` format: one JSON object per case. `Vectors/SCHEMA.md`
+/// documents every field; this file is the one place that reads and writes it.
+public enum CaseFormat {
+    public static let schema = "cnnref-case-1"
+    /// The default allocation limit for one case (inputs, output and gradients).
+    public static let defaultMaxBytes = 1 << 30
+}
+
+/// What a case expects: the outputs and the gradient of every input and parameter.
+public struct Expected: Equatable, Sendable {
+    public var outputs: [NamedTensor]
+    public var gradients: [NamedTensor]
+    public init(outputs: [NamedTensor], gradients: [NamedTensor]) {
+        self.outputs = outputs
+        self.gradients = gradients
+    }
+}
+
+/// One case: a layer, its configuration and inputs, and optionally what it must produce.
+public struct Case: Sendable {
+    public var id: String
+    public var layer: String
+    public var description: String
+    public var tags: [String]
+    public var notes: [String]
+    public var config: [(String, JSON)]
+    public var inputs: [NamedTensor]
+    public var labels: [Int]?
+    public var upstream: Tensor?
+    public var expected: Expected?
+
+    public init(id: String, layer: String, description: String = "", tags: [String] = [], notes: [String] = [],
+                config: [(String, JSON)] = [], inputs: [NamedTensor], labels: [Int]? = nil,
+                upstream: Tensor? = nil, expected: Expected? = nil) {
+        self.id = id; self.layer = layer; self.description = description; self.tags = tags
+        self.notes = notes; self.config = config; self.inputs = inputs; self.labels = labels
+        self.upstream = upstream; self.expected = expected
+    }
+
+    public func input(_ name: String) -> Tensor? { inputs.first { $0.name == name }?.tensor }
+}
+
+// MARK: - Decoding
+
+/// Reads cases from JSON, rejecting anything malformed with a `CaseError`
+/// that names the field.
+public struct CaseDecoder: Sendable {
+    public var maxBytes: Int
+    public init(maxBytes: Int = CaseFormat.defaultMaxBytes) { self.maxBytes = maxBytes }
+
+    public func decode(text: String) throws -> Case {
+        let json: JSON
+        do { json = try JSON.parse(text) } catch {
+            throw CaseError("", "malformed JSON: \(error)")
+        }
+        return try decode(json)
+    }
+
+    public func decode(_ json: JSON) throws(CaseError) -> Case {
+        var top = try ObjectReader(json, path: "")
+        let schema = try top.string("schema")
+        guard schema == CaseFormat.schema else {
+            throw CaseError("schema", "expected \"\(CaseFormat.schema)\", found \"\(schema)\"")
+        }
+        let id = try top.string("id")
+        let layer = try top.string("layer")
+        guard let spec = LayerRegistry.spec(layer) else {
+            throw CaseError("layer", "unknown layer \"\(layer)\"; expected one of \(LayerRegistry.ids.joined(separator: ", "))")
+        }
+        let description = try top.optionalString("description") ?? ""
+        let tags = try top.optionalStrings("tags") ?? []
+        let notes = try top.optionalStrings("notes") ?? []
+        let configJSON = try top.optional("config") ?? .object([])
+        guard case .object(let config) = configJSON else {
+            throw CaseError("config", "expected an object, found \(configJSON.typeName)")
+        }
+        var budget = ByteBudget(limit: maxBytes)
+        guard let inputsJSON = try top.optional("inputs") else { throw CaseError("inputs", "missing required field") }
+        var inputReader = try ObjectReader(inputsJSON, path: "inputs")
+        var inputs: [NamedTensor] = []
+        for name in spec.inputs {
+            if let t = try inputReader.optional(name) {
+                inputs.append(NamedTensor(name, try decodeTensor(t, path: "inputs.\(name)", budget: &budget)))
+            } else if !spec.optionalInputs.contains(name) {
+                throw CaseError("inputs.\(name)", "missing required input of \(layer) (inputs: \(spec.inputs.joined(separator: ", ")))")
+            }
+        }
+        try inputReader.rejectUnknown(expected: spec.inputs)
+        var labels: [Int]? = nil
+        if let l = try top.optional("labels") {
+            guard spec.isLoss else { throw CaseError("labels", "\(layer) takes no labels (only losses do)") }
+            labels = try decodeInts(l, path: "labels")
+        } else if spec.isLoss {
+            throw CaseError("labels", "missing required field: \(layer) needs one integer class label per row of scores")
+        }
+        var upstream: Tensor? = nil
+        if let u = try top.optional("upstream") {
+            guard !spec.isLoss else { throw CaseError("upstream", "\(layer) is a loss: its output is the objective, so a case has no upstream") }
+            upstream = try decodeTensor(u, path: "upstream", budget: &budget)
+        }
+        var expected: Expected? = nil
+        if let e = try top.optional("expected") {
+            var reader = try ObjectReader(e, path: "expected")
+            let outputs = try decodeTensors(try reader.optional("outputs") ?? .object([]), path: "expected.outputs", budget: &budget)
+            let gradients = try decodeTensors(try reader.optional("gradients") ?? .object([]), path: "expected.gradients", budget: &budget)
+            try reader.rejectUnknown(expected: ["outputs", "gradients"])
+            expected = Expected(outputs: outputs, gradients: gradients)
+        }
+        try top.rejectUnknown(expected: ["schema", "id", "layer", "description", "tags", "notes", "config",
+                                         "inputs", "labels", "upstream", "expected"])
+        let result = Case(id: id, layer: layer, description: description, tags: tags, notes: notes,
+                          config: config, inputs: inputs, labels: labels, upstream: upstream, expected: expected)
+        // Build the layer now so every config and shape error surfaces at decode time.
+        let built = try LayerRegistry.makeLayer(result)
+        let xShape = inputs[0].tensor.shape
+        let outShape = try built.outputShape(forInput: xShape)
+        try budget.charge(outShape, path: "output of \(layer) (shape \(outShape))")
+        for input in inputs { try budget.charge(input.tensor.shape, path: "gradient of inputs.\(input.name)") }
+        if let upstream, upstream.shape != outShape {
+            throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
+        }
+        return result
+    }
+
+    func decodeTensors(_ json: JSON, path: String, budget: inout ByteBudget) throws(CaseError) -> [NamedTensor] {
+        guard case .object(let members) = json else { throw CaseError(path, "expected an object of tensors, found \(json.typeName)") }
+        var out: [NamedTensor] = []
+        for (name, value) in members { out.append(NamedTensor(name, try decodeTensor(value, path: "\(path).\(name)", budget: &budget))) }
+        return out
+    }
+
+    /// `{"shape": [...], "data": [...]}` with count(data) = Π shape.
+    public func decodeTensor(_ json: JSON, path: String, budget: inout ByteBudget) throws(CaseError) -> Tensor {
+        var reader = try ObjectReader(json, path: path)
+        guard let shapeJSON = try reader.optional("shape") else { throw CaseError("\(path).shape", "missing required field") }
+        guard let dataJSON = try reader.optional("data") else { throw CaseError("\(path).data", "missing required field") }
+        try reader.rejectUnknown(expected: ["shape", "data"])
+        let shape = try decodeInts(shapeJSON, path: "\(path).shape")
+        for (k, d) in shape.enumerated() where d < 1 {
+            throw CaseError("\(path).shape[\(k)]", "expected a dimension ≥ 1, found \(d)")
+        }
+        try budget.charge(shape, path: "\(path).shape")
+        let count = shape.reduce(1, *)
+        guard case .array(let items) = dataJSON else { throw CaseError("\(path).data", "expected an array of numbers, found \(dataJSON.typeName)") }
+        guard items.count == count else {
+            throw CaseError("\(path).data", "shape \(shape) needs \(count) elements (\(shape.isEmpty ? "a scalar" : shape.map(String.init).joined(separator: "·"))), found \(items.count)")
+        }
+        var data = [Double]()
+        data.reserveCapacity(count)
+        for (k, item) in items.enumerated() { data.append(try decodeDouble(item, path: "\(path).data[\(k)]")) }
+        return Tensor(shape: shape, scalars: data)
+    }
+}
+
+/// Counts the bytes a case will allocate, and refuses before allocating past the limit.
+public struct ByteBudget: Sendable {
+    public let limit: Int
+    public private(set) var used = 0
+    public init(limit: Int) { self.limit = limit }
+
+    mutating func charge(_ shape: [Int], path: String) throws(CaseError) {
+        var count = 1
+        for d in shape {
+            let (p, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw CaseError(path, "shape \(shape) has more elements than Int can count") }
+            count = p
+        }
+        let (bytes, o1) = count.multipliedReportingOverflow(by: 8)
+        let (total, o2) = used.addingReportingOverflow(bytes)
+        guard !o1, !o2, total <= limit else {
+            throw CaseError(path, "shape \(shape) needs \(shape.map(String.init).joined(separator: "·")) = \(count) elements × 8 bytes = \(o1 ? "more than Int.max" : String(bytes)) bytes; with the \(used) bytes already needed that exceeds the limit of \(limit) bytes (--max-bytes)")
+        }
+        used = total
+    }
+}
+
+/// A JSON object read field by field, so that unknown fields can be rejected.
+struct ObjectReader {
+    let members: [(String, JSON)]
+    let path: String
+    var used: Set<String> = []
+
+    init(_ json: JSON, path: String) throws(CaseError) {
+        guard case .object(let m) = json else {
+            throw CaseError(path, "expected an object, found \(json.typeName)")
+        }
+        members = m
+        self.path = path
+    }
+
+    func fieldPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    mutating func optional(_ key: String) throws(CaseError) -> JSON? {
+        used.insert(key)
+        return members.first { $0.0 == key }?.1
+    }
+
+    mutating func required(_ key: String) throws(CaseError) -> JSON {
+        guard let v = try optional(key) else { throw CaseError(fieldPath(key), "missing required field") }
+        return v
+    }
+
+    mutating func string(_ key: String) throws(CaseError) -> String {
+        let v = try required(key)
+        guard case .string(let s) = v else { throw CaseError(fieldPath(key), "expected a string, found \(v.typeName)") }
+        return s
+    }
+
+    mutating func optionalString(_ key: String) throws(CaseError) -> String? {
+        guard let v = try optional(key) else { return nil }
+        guard case .string(let s) = v else { throw CaseError(fieldPath(key), "expected a string, found \(v.typeName)") }
+        return s
+    }
+
+    mutating func optionalStrings(_ key: String) throws(CaseError) -> [String]? {
+        guard let v = try optional(key) else { return nil }
+        guard case .array(let items) = v else { throw CaseError(fieldPath(key), "expected an array of strings, found \(v.typeName)") }
+        var out: [String] = []
+        for (k, item) in items.enumerated() {
+            guard case .string(let s) = item else { throw CaseError("\(fieldPath(key))[\(k)]", "expected a string, found \(item.typeName)") }
+            out.append(s)
+        }
+        return out
+    }
+
+    func rejectUnknown(expected: [String]) throws(CaseError) {
+        for (key, _) in members where !expected.contains(key) {
+            throw CaseError(fieldPath(key), "unknown field; expected one of \(expected.joined(separator: ", "))")
+        }
+    }
+}
+
+/// A number, or one of the strings "NaN", "Infinity", "-Infinity".
+public func decodeDouble(_ json: JSON, path: String) throws(CaseError) -> Double {
+    switch json {
+    case .number(let literal):
+        guard let v = Double(literal) else { throw CaseError(path, "expected a number, found \(literal)") }
+        guard v.isFinite else { throw CaseError(path, "\(literal) overflows Double (largest finite is 1.7976931348623157e308)") }
+        let mantissa = literal.lowercased().split(separator: "e")[0]
+        if v == 0, mantissa.contains(where: { ("1"..."9").contains($0) }) {
+            throw CaseError(path, "\(literal) underflows Double to zero (smallest subnormal is 5e-324)")
+        }
+        return v
+    case .string("NaN"): return .nan
+    case .string("Infinity"): return .infinity
+    case .string("-Infinity"): return -.infinity
+    case .string(let s): throw CaseError(path, "expected a number or \"NaN\", \"Infinity\", \"-Infinity\", found the string \"\(s)\"")
+    default: throw CaseError(path, "expected a number, found \(json.typeName)")
+    }
+}
+
+/// An integer written without fraction or exponent, within `Int`'s range.
+public func decodeInt(_ json: JSON, path: String) throws(CaseError) -> Int {
+    guard case .number(let literal) = json else { throw CaseError(path, "expected an integer, found \(json.typeName)") }
+    guard literal.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-") }) else {
+        throw CaseError(path, "expected an integer, found \(literal)")
+    }
+    guard let v = Int(literal) else { throw CaseError(path, "\(literal) is outside the range of Int (\(Int.min)...\(Int.max))") }
+    return v
+}
+
+public func decodeInts(_ json: JSON, path: String) throws(CaseError) -> [Int] {
+    guard case .array(let items) = json else { throw CaseError(path, "expected an array of integers, found \(json.typeName)") }
+    var out: [Int] = []
+    for (k, item) in items.enumerated() { out.append(try decodeInt(item, path: "\(path)[\(k)]")) }
+    return out
+}
+
+// MARK: - Configuration
+
+/// Reads a layer's `config`, with the defaults the case format allows and
+/// errors that name the field.
+public struct ConfigReader {
+    var reader: ObjectReader
+    init(_ members: [(String, JSON)]) {
+        reader = try! ObjectReader(.object(members), path: "config")
+    }
+
+    mutating func value(_ key: String) throws(CaseError) -> JSON? { try reader.optional(key) }
+    func path(_ key: String) -> String { "config.\(key)" }
+
+    /// `count` integers, each ≥ `minimum`; `defaultValue` when the field is absent (nil = required).
+    mutating func ints(_ key: String, count: Int, minimum: Int, default defaultValue: [Int]?, meaning: String) throws(CaseError) -> [Int] {
+        guard let v = try value(key) else {
+            guard let defaultValue else { throw CaseError(path(key), "missing required field (\(meaning))") }
+            return defaultValue
+        }
+        let values = try decodeInts(v, path: path(key))
+        guard values.count == count else {
+            throw CaseError(path(key), "expected \(count) integers \(meaning), found \(values.count)")
+        }
+        for (k, x) in values.enumerated() where x < minimum {
+            throw CaseError("\(path(key))[\(k)]", "expected an integer ≥ \(minimum), found \(x)")
+        }
+        return values
+    }
+
+    mutating func int(_ key: String, minimum: Int? = nil, default defaultValue: Int?) throws(CaseError) -> Int {
+        guard let v = try value(key) else {
+            guard let defaultValue else { throw CaseError(path(key), "missing required field") }
+            return defaultValue
+        }
+        let x = try decodeInt(v, path: path(key))
+        if let minimum, x < minimum { throw CaseError(path(key), "expected an integer ≥ \(minimum), found \(x)") }
+        return x
+    }
+
+    mutating func bool(_ key: String, default defaultValue: Bool?) throws(CaseError) -> Bool {
+        guard let v = try value(key) else {
+            guard let defaultValue else { throw CaseError(path(key), "missing required field (true or false)") }
+            return defaultValue
+        }
+        guard case .bool(let b) = v else { throw CaseError(path(key), "expected true or false, found \(v.typeName)") }
+        return b
+    }
+
+    /// A finite number (config values are never NaN or infinite).
+    mutating func double(_ key: String, meaning: String) throws(CaseError) -> Double {
+        guard let v = try value(key) else { throw CaseError(path(key), "missing required field (\(meaning))") }
+        let x = try decodeDouble(v, path: path(key))
+        guard x.isFinite else { throw CaseError(path(key), "expected a finite number, found \(x)") }
+        return x
+    }
+
+    mutating func reduction() throws(CaseError) -> Reduction {
+        guard let v = try value("reduction") else {
+            throw CaseError(path("reduction"), "missing required field (\"mean\" or \"sum\"; engines disagree on the default)")
+        }
+        guard case .string(let s) = v, let r = Reduction(rawValue: s) else {
+            throw CaseError(path("reduction"), "expected \"mean\" or \"sum\", found \(v)")
+        }
+        return r
+    }
+
+    func finish(known: [String]) throws(CaseError) { try reader.rejectUnknown(expected: known) }
+}
+
+/// What the decoder needs to know about each layer id.
+public struct LayerSpec: Sendable {
+    public let id: String
+    /// The data input first, then the parameters, in case-format order.
+    public let inputs: [String]
+    public let optionalInputs: [String]
+    public let isLoss: Bool
+    public let configFields: [String]
+    let build: @Sendable (inout ConfigReader, [String: Tensor], [Int]) throws(CaseError) -> any Layer
+}
+
+/// Every layer id of the case format and how to build it.
+public enum LayerRegistry {
+    static func window(_ c: inout ConfigReader) throws(CaseError) -> PoolWindow {
+        let kernel = try c.ints("kernel", count: 2, minimum: 1, default: nil, meaning: "[kh, kw]; required: engines disagree on the default")
+        let stride = try c.ints("stride", count: 2, minimum: 1, default: [1, 1], meaning: "[sh, sw]")
+        let padding = try c.ints("padding", count: 4, minimum: 0, default: [0, 0, 0, 0], meaning: "[top, left, bottom, right]")
+        let dilation = try c.ints("dilation", count: 2, minimum: 1, default: [1, 1], meaning: "[dh, dw]")
+        let ceil = try c.bool("ceil_mode", default: false)
+        return PoolWindow(kernel: kernel, stride: stride, padding: padding, dilation: dilation, ceilMode: ceil)
+    }
+
+    static let poolFields = ["kernel", "stride", "padding", "dilation", "ceil_mode"]
+
+    public static let specs: [LayerSpec] = [
+        LayerSpec(id: Conv2D.id, inputs: ["x", "weight", "bias"], optionalInputs: ["bias"], isLoss: false,
+                  configFields: ["stride", "padding", "dilation", "groups"]) { c, t, _ throws(CaseError) in
+            let stride = try c.ints("stride", count: 2, minimum: 1, default: [1, 1], meaning: "[sh, sw]")
+            let padding = try c.ints("padding", count: 4, minimum: 0, default: [0, 0, 0, 0], meaning: "[top, left, bottom, right]")
+            let dilation = try c.ints("dilation", count: 2, minimum: 1, default: [1, 1], meaning: "[dh, dw]")
+            let groups = try c.int("groups", minimum: 1, default: 1)
+            return Conv2D(weight: t["weight"]!, bias: t["bias"], stride: stride, padding: padding, dilation: dilation, groups: groups)
+        },
+        LayerSpec(id: MaxPool2D.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: poolFields) { c, _, _ throws(CaseError) in
+            MaxPool2D(window: try window(&c))
+        },
+        LayerSpec(id: AvgPool2D.id, inputs: ["x"], optionalInputs: [], isLoss: false,
+                  configFields: poolFields + ["count_include_pad"]) { c, _, _ throws(CaseError) in
+            let w = try window(&c)
+            return AvgPool2D(window: w, countIncludePad: try c.bool("count_include_pad", default: nil))
+        },
+        LayerSpec(id: ReLU.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: []) { _, _, _ in ReLU() },
+        LayerSpec(id: Sigmoid.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: []) { _, _, _ in Sigmoid() },
+        LayerSpec(id: Tanh.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: []) { _, _, _ in Tanh() },
+        LayerSpec(id: LeakyReLU.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["slope"]) { c, _, _ throws(CaseError) in
+            LeakyReLU(slope: try c.double("slope", meaning: "negative slope; the lecture uses 0.1, PyTorch defaults to 0.01"))
+        },
+        LayerSpec(id: PReLU.id, inputs: ["x", "slope"], optionalInputs: [], isLoss: false, configFields: []) { _, t, _ in
+            PReLU(slope: t["slope"]!)
+        },
+        LayerSpec(id: ELU.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["alpha"]) { c, _, _ throws(CaseError) in
+            ELU(alpha: try c.double("alpha", meaning: "scale of the negative branch"))
+        },
+        LayerSpec(id: Swish.id, inputs: ["x", "beta"], optionalInputs: [], isLoss: false, configFields: []) { _, t, _ in
+            Swish(beta: t["beta"]!)
+        },
+        LayerSpec(id: Maxout.id, inputs: ["x", "weight", "bias"], optionalInputs: [], isLoss: false, configFields: ["pieces"]) { c, t, _ throws(CaseError) in
+            Maxout(pieces: try c.int("pieces", minimum: 1, default: nil), weight: t["weight"]!, bias: t["bias"]!)
+        },
+        LayerSpec(id: Linear.id, inputs: ["x", "weight", "bias"], optionalInputs: [], isLoss: false, configFields: []) { _, t, _ in
+            Linear(weight: t["weight"]!, bias: t["bias"]!)
+        },
+        LayerSpec(id: Softmax.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["axis"]) { c, _, _ throws(CaseError) in
+            Softmax(axis: try c.int("axis", default: nil))
+        },
+        LayerSpec(id: LogSoftmax.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["axis"]) { c, _, _ throws(CaseError) in
+            LogSoftmax(axis: try c.int("axis", default: nil))
+        },
+        LayerSpec(id: SoftmaxCrossEntropy.id, inputs: ["scores"], optionalInputs: [], isLoss: true, configFields: ["reduction"]) { c, _, labels throws(CaseError) in
+            SoftmaxCrossEntropy(labels: labels, reduction: try c.reduction())
+        },
+        LayerSpec(id: MulticlassHinge.id, inputs: ["scores"], optionalInputs: [], isLoss: true, configFields: ["margin", "reduction"]) { c, _, labels throws(CaseError) in
+            let margin = try c.double("margin", meaning: "the hinge margin Δ; the lecture uses 1")
+            return MulticlassHinge(labels: labels, margin: margin, reduction: try c.reduction())
+        },
+    ]
+
+    public static var ids: [String] { specs.map(\.id) }
+    public static func spec(_ id: String) -> LayerSpec? { specs.first { $0.id == id } }
+
+    /// The layer a case describes; config errors name the field.
+    public static func makeLayer(_ c: Case) throws(CaseError) -> any Layer {
+        guard let spec = spec(c.layer) else { throw CaseError("layer", "unknown layer \"\(c.layer)\"") }
+        var reader = ConfigReader(c.config)
+        var tensors: [String: Tensor] = [:]
+        for input in c.inputs { tensors[input.name] = input.tensor }
+        let layer = try spec.build(&reader, tensors, c.labels ?? [])
+        try reader.finish(known: spec.configFields)
+        return layer
+    }
+}
+
+// MARK: - Configuration as written
+
+extension Conv2D {
+    public var configuration: [(String, JSON)] {
+        [("stride", ints(stride)), ("padding", ints(padding)), ("dilation", ints(dilation)), ("groups", .int(groups))]
+    }
+}
+
+extension PoolWindow {
+    var configuration: [(String, JSON)] {
+        [("kernel", ints(kernel)), ("stride", ints(stride)), ("padding", ints(padding)),
+         ("dilation", ints(dilation)), ("ceil_mode", .bool(ceilMode))]
+    }
+}
+
+extension MaxPool2D { public var configuration: [(String, JSON)] { window.configuration } }
+extension AvgPool2D {
+    public var configuration: [(String, JSON)] { window.configuration + [("count_include_pad", .bool(countIncludePad))] }
+}
+extension LeakyReLU { public var configuration: [(String, JSON)] { [("slope", .double(slope))] } }
+extension ELU { public var configuration: [(String, JSON)] { [("alpha", .double(alpha))] } }
+extension Maxout { public var configuration: [(String, JSON)] { [("pieces", .int(pieces))] } }
+extension Softmax { public var configuration: [(String, JSON)] { [("axis", .int(axis))] } }
+extension LogSoftmax { public var configuration: [(String, JSON)] { [("axis", .int(axis))] } }
+extension SoftmaxCrossEntropy { public var configuration: [(String, JSON)] { [("reduction", .string(reduction.rawValue))] } }
+extension MulticlassHinge {
+    public var configuration: [(String, JSON)] { [("margin", .double(margin)), ("reduction", .string(reduction.rawValue))] }
+}
+
+func ints(_ values: [Int]) -> JSON { .array(values.map { .int($0) }) }
+
+// MARK: - Evaluation and encoding
+
+extension Case {
+    /// Computes the outputs and gradients, writes every config field out and
+    /// adds the notes (such as windows that do not tile). For a loss the
+    /// gradients are of the loss itself; for a layer, of ⟨upstream, output⟩.
+    public func evaluated() throws(CaseError) -> Case {
+        let layer = try LayerRegistry.makeLayer(self)
+        guard let x = input(layer.inputName) else { throw CaseError("inputs.\(layer.inputName)", "missing required input") }
+        let outShape = try layer.outputShape(forInput: x.shape)
+        let dy: Tensor
+        if let upstream {
+            guard upstream.shape == outShape else {
+                throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
+            }
+            dy = upstream
+        } else if outShape.isEmpty {
+            dy = Tensor(scalar: 1)
+        } else {
+            throw CaseError("upstream", "missing required field: dL/d(output), shape \(outShape)")
+        }
+        let y = layer.forward(x)
+        let g = layer.backward(x, outputGradient: dy)
+        var out = self
+        out.config = layer.configuration
+        out.inputs = [NamedTensor(layer.inputName, x)] + layer.parameters
+        out.notes = notes.filter { !$0.hasPrefix("\(self.layer): ") } + layer.notes(forInput: x.shape)
+        out.expected = Expected(
+            outputs: [NamedTensor(layer.outputName, y)],
+            gradients: [NamedTensor(layer.inputName, g.input)]
+                + zip(layer.parameters, g.parameters).map { NamedTensor($0.name, $1) })
+        return out
+    }
+
+    public var json: JSON {
+        var members: [(String, JSON)] = [
+            ("schema", .string(CaseFormat.schema)), ("id", .string(id)), ("layer", .string(layer)),
+            ("description", .string(description)),
+        ]
+        if !tags.isEmpty { members.append(("tags", .array(tags.map(JSON.string)))) }
+        if !notes.isEmpty { members.append(("notes", .array(notes.map(JSON.string)))) }
+        members.append(("config", .object(config)))
+        members.append(("inputs", .object(inputs.map { ($0.name, $0.tensor.json) })))
+        if let labels { members.append(("labels", ints(labels))) }
+        if let upstream { members.append(("upstream", upstream.json)) }
+        if let expected {
+            members.append(("expected", .object([
+                ("outputs", .object(expected.outputs.map { ($0.name, $0.tensor.json) })),
+                ("gradients", .object(expected.gradients.map { ($0.name, $0.tensor.json) })),
+            ])))
+        }
+        return .object(members)
+    }
+}
+
+extension Tensor {
+    public var json: JSON {
+        .object([("shape", ints(shape)), ("data", .array(scalars.map(JSON.double)))])
+    }
+}

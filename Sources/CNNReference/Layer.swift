@@ -1,0 +1,82 @@
+/// The contract every layer and loss of the package meets, and that a user's
+/// own layer can meet to be gradient-checked, generated into vectors and
+/// validated.
+///
+/// A layer is a value: its configuration (`let` properties) and its named
+/// learnable parameters. `forward` maps the data input to the output;
+/// `backward` maps the upstream gradient dL/d(output) to dL/d(input) and
+/// dL/d(parameter) for every parameter, in `parameters` order.
+///
+/// A loss is a layer whose output is a scalar (shape `[]`); its labels are
+/// configuration, and its upstream gradient is the scalar 1 unless a caller
+/// scales the loss.
+public protocol Layer: Sendable {
+    /// The layer id of the case format (`conv2d`, `relu`, ...).
+    static var id: String { get }
+    /// The name of the data input in a case (`x`, or `scores` for losses).
+    var inputName: String { get }
+    /// The name of the output in a case (`y`, or `loss` for losses).
+    var outputName: String { get }
+    /// The learnable parameters in the order the case format lists them.
+    var parameters: [NamedTensor] { get set }
+
+    /// Checks the data input's shape against the configuration and the
+    /// parameters, and returns the output's shape.
+    func outputShape(forInput shape: [Int]) throws(CaseError) -> [Int]
+    /// Remarks about a valid but surprising configuration (a window that does
+    /// not tile the input), each with its arithmetic.
+    func notes(forInput shape: [Int]) -> [String]
+
+    func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor
+    func backward(_ x: Tensor, outputGradient: Tensor) -> Gradients
+
+    /// The discrete choices the forward pass makes at `x` (ReLU masks, argmax
+    /// of pool windows and maxout pieces, active hinge terms). Where it changes
+    /// between two nearby points, the function has a kink between them. Empty
+    /// for layers that are smooth everywhere.
+    func activeSet(_ x: Tensor) -> [Int]
+
+    /// The configuration as the case format writes it, every field explicit.
+    var configuration: [(String, JSON)] { get }
+}
+
+/// dL/d(input) and dL/d(parameter) for each parameter, in `parameters` order.
+public struct Gradients: Equatable, Sendable {
+    public var input: Tensor
+    public var parameters: [Tensor]
+    public init(input: Tensor, parameters: [Tensor] = []) {
+        self.input = input
+        self.parameters = parameters
+    }
+}
+
+extension Layer {
+    public var inputName: String { "x" }
+    public var outputName: String { "y" }
+    public func notes(forInput shape: [Int]) -> [String] { [] }
+    public func activeSet(_ x: Tensor) -> [Int] { [] }
+    public var configuration: [(String, JSON)] { [] }
+
+    /// The forward pass with every sum of products correctly rounded.
+    public func forward(_ x: Tensor) -> Tensor { forward(x, accumulator: CorrectlyRounded.self) }
+
+    /// The number of learnable scalars (the lecture's 760 for ten 5x5x3 filters with biases).
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.tensor.count } }
+
+    /// The parameter named `name`, if the layer has one.
+    public func parameter(_ name: String) -> Tensor? { parameters.first { $0.name == name }?.tensor }
+}
+
+/// Elementwise layers map each element independently, so any shape is valid.
+protocol ElementwiseLayer: Layer {}
+
+extension ElementwiseLayer {
+    public func outputShape(forInput shape: [Int]) throws(CaseError) -> [Int] { shape }
+}
+
+/// `true` when `shape` has rank `rank`; the error names the field and the expected layout.
+func requireRank(_ shape: [Int], _ rank: Int, _ field: String, _ layout: String) throws(CaseError) {
+    guard shape.count == rank else {
+        throw CaseError(field, "expected rank \(rank) \(layout), found shape \(shape)")
+    }
+}

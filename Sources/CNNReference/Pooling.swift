@@ -1,0 +1,189 @@
+/// The window configuration that max and average pooling share.
+///
+/// kernel [kh, kw], stride [sh, sw], padding [top, left, bottom, right],
+/// dilation [dh, dw], ceil_mode. Output size as in `SlidingWindow`; a window
+/// that covers padding only is an error.
+public struct PoolWindow: Equatable, Sendable {
+    public let kernel: [Int], stride: [Int], padding: [Int], dilation: [Int]
+    public let ceilMode: Bool
+
+    public init(kernel: [Int], stride: [Int] = [1, 1], padding: [Int] = [0, 0, 0, 0],
+                dilation: [Int] = [1, 1], ceilMode: Bool = false) {
+        self.kernel = kernel; self.stride = stride; self.padding = padding
+        self.dilation = dilation; self.ceilMode = ceilMode
+    }
+
+    public func windows(forInput s: [Int]) -> SpatialWindows {
+        SpatialWindows(
+            rows: SlidingWindow(input: s[2], kernel: kernel[0], stride: stride[0], padBegin: padding[0],
+                                padEnd: padding[2], dilation: dilation[0], ceilMode: ceilMode),
+            columns: SlidingWindow(input: s[3], kernel: kernel[1], stride: stride[1], padBegin: padding[1],
+                                   padEnd: padding[3], dilation: dilation[1], ceilMode: ceilMode))
+    }
+
+    func outputShape(layer: String, forInput s: [Int]) throws(CaseError) -> [Int] {
+        try requireRank(s, 4, "inputs.x.shape", "[N, C, H, W]")
+        let w = windows(forInput: s)
+        try w.check(layer: layer, what: "window", field: "config.kernel")
+        try w.checkNoPaddingOnlyWindow(layer: layer, field: "config.padding")
+        return [s[0], s[1], w.rows.outputSize, w.columns.outputSize]
+    }
+
+    /// Calls `body(outputIndex, inputIndices)` for every window of every plane,
+    /// with the flat input indices of its taps that lie inside the input, in
+    /// row-major window order.
+    func forEachWindow(input s: [Int], _ body: (Int, [Int]) -> Void) {
+        let w = windows(forInput: s)
+        let (h, wd) = (s[2], s[3])
+        let (oh, ow) = (w.rows.outputSize, w.columns.outputSize)
+        var taps: [Int] = []
+        taps.reserveCapacity(kernel[0] * kernel[1])
+        for plane in 0..<(s[0] * s[1]) {
+            for i in 0..<oh {
+                for j in 0..<ow {
+                    taps.removeAll(keepingCapacity: true)
+                    for p in 0..<kernel[0] {
+                        let r = w.rows.position(window: i, tap: p)
+                        guard r >= 0 && r < h else { continue }
+                        for q in 0..<kernel[1] {
+                            let c = w.columns.position(window: j, tap: q)
+                            guard c >= 0 && c < wd else { continue }
+                            taps.append((plane * h + r) * wd + c)
+                        }
+                    }
+                    body((plane * oh + i) * ow + j, taps)
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling over each channel plane.
+///
+/// Conventions: padded cells never win (they are skipped, not −∞); the maximum
+/// is the **first** one in row-major window order (a later equal value does not
+/// replace it), and backward routes the whole upstream gradient to it; a NaN in
+/// a window wins, as in PyTorch's CPU kernel. Where windows overlap, an input
+/// cell's gradient is the correctly rounded sum of what every window routes to it.
+public struct MaxPool2D: Layer {
+    public static let id = "maxpool2d"
+    public let window: PoolWindow
+    public var parameters: [NamedTensor] = []
+
+    public init(window: PoolWindow) { self.window = window }
+
+    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
+        try window.outputShape(layer: Self.id, forInput: s)
+    }
+
+    public func notes(forInput s: [Int]) -> [String] {
+        window.windows(forInput: s).tilingNote(layer: Self.id, what: "window")
+    }
+
+    /// The flat input index that wins each output's window.
+    public func argmax(_ x: Tensor) -> [Int] {
+        let shape = (try? outputShape(forInput: x.shape)) ?? []
+        var winners = [Int](repeating: 0, count: shape.reduce(1, *))
+        window.forEachWindow(input: x.shape) { out, taps in
+            var best = taps[0]
+            for t in taps.dropFirst() where !x[best].isNaN && (x[t] > x[best] || x[t].isNaN) { best = t }
+            winners[out] = best
+        }
+        return winners
+    }
+
+    public func activeSet(_ x: Tensor) -> [Int] { argmax(x) }
+
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        let shape = (try? outputShape(forInput: x.shape)) ?? []
+        return Tensor(shape: shape, scalars: argmax(x).map { x[$0] })
+    }
+
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        // Group the outputs by the input cell they route to, then sum each group once.
+        let winners = argmax(x)
+        var routed = [[Int]](repeating: [], count: x.count)
+        for (out, cell) in winners.enumerated() { routed[cell].append(out) }
+        let dx = routed.map { outs in CorrectlyRounded.sum { acc in for o in outs { acc.add(dy[o]) } } }
+        return Gradients(input: Tensor(shape: x.shape, scalars: dx))
+    }
+}
+
+/// Average pooling over each channel plane.
+///
+/// The divisor of a window: with `count_include_pad` false, the number of its
+/// taps inside the input; with `count_include_pad` true, the number of its taps
+/// inside the padded input (the explicit padding counts, the extra cells that
+/// ceil mode adds beyond it never do: PyTorch's rule). Each output is the
+/// correctly rounded quotient of the exact window sum by the divisor; each
+/// input gradient is the correctly rounded Σ dy/divisor over the windows that
+/// cover it.
+public struct AvgPool2D: Layer {
+    public static let id = "avgpool2d"
+    public let window: PoolWindow
+    public let countIncludePad: Bool
+    public var parameters: [NamedTensor] = []
+
+    public init(window: PoolWindow, countIncludePad: Bool) {
+        self.window = window
+        self.countIncludePad = countIncludePad
+    }
+
+    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
+        try window.outputShape(layer: Self.id, forInput: s)
+    }
+
+    public func notes(forInput s: [Int]) -> [String] {
+        window.windows(forInput: s).tilingNote(layer: Self.id, what: "window")
+    }
+
+    /// The divisor of every window of one plane, in output order.
+    public func divisors(forInput s: [Int]) -> [Int] {
+        let w = window.windows(forInput: s)
+        func count(_ axis: SlidingWindow, _ i: Int) -> Int {
+            let low = countIncludePad ? -axis.padBegin : 0
+            let high = countIncludePad ? axis.input + axis.padEnd : axis.input
+            return (0..<axis.kernel).count { (low..<high).contains(axis.position(window: i, tap: $0)) }
+        }
+        var d: [Int] = []
+        for i in 0..<w.rows.outputSize {
+            for j in 0..<w.columns.outputSize { d.append(count(w.rows, i) * count(w.columns, j)) }
+        }
+        return d
+    }
+
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        let shape = (try? outputShape(forInput: x.shape)) ?? []
+        let divisors = divisors(forInput: x.shape)
+        var y = [Double](repeating: 0, count: shape.reduce(1, *))
+        let xs = x.scalars
+        window.forEachWindow(input: x.shape) { out, taps in
+            y[out] = A.sum(dividedBy: Double(divisors[out % divisors.count])) { acc in
+                for t in taps { acc.add(xs[t]) }
+            }
+        }
+        return Tensor(shape: shape, scalars: y)
+    }
+
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        // Σ dy_w / d_w = (Σ dy_w · (L/d_w)) / L with L the lcm of the divisors of
+        // the windows covering the cell: every factor L/d_w is an integer, so this
+        // is one correctly rounded quotient of an exact sum.
+        let divisors = divisors(forInput: x.shape)
+        var covering = [[Int]](repeating: [], count: x.count)
+        window.forEachWindow(input: x.shape) { out, taps in
+            for t in taps { covering[t].append(out) }
+        }
+        let dx = covering.map { outs -> Double in
+            let ds = outs.map { divisors[$0 % divisors.count] }
+            let l = ds.reduce(1) { lcm($0, $1) }
+            return CorrectlyRounded.sum(dividedBy: Double(l)) { acc in
+                for (o, d) in zip(outs, ds) { acc.add(dy[o], times: Double(l / d)) }
+            }
+        }
+        return Gradients(input: Tensor(shape: x.shape, scalars: dx))
+    }
+}
+
+func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }

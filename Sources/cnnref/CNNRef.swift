@@ -1,0 +1,85 @@
+import ArgumentParser
+import CNNReference
+import Foundation
+
+/// The command-line tool: thin; it parses, calls the library, prints.
+///
+/// Exit status: 0 when everything checked passed, 1 when something was checked
+/// and failed, 2 for bad input (a file, a field or an argument), with one line
+/// on standard error that names it.
+@main
+struct CNNRef: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cnnref",
+        abstract: "Reference CNN layers in Double: evaluate cases, check gradients, generate and verify golden vectors.",
+        subcommands: [Evaluate.self])
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as InputError {
+            FileHandle.standardError.write(Data("cnnref: \(error)\n".utf8))
+            Foundation.exit(2)
+        } catch let failure as CheckFailed {
+            if !failure.message.isEmpty { FileHandle.standardError.write(Data("cnnref: \(failure.message)\n".utf8)) }
+            Foundation.exit(1)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            // Usage errors: one line, status 2 like every other bad input.
+            let message = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("cnnref: \(message)\n".utf8))
+            Foundation.exit(2)
+        }
+    }
+}
+
+/// Bad input: a file that cannot be read or parsed, or a field that is wrong.
+struct InputError: Error, CustomStringConvertible {
+    var file: String
+    var message: String
+    var description: String { file.isEmpty ? message : "\(file): \(message)" }
+    init(_ file: String, _ message: String) {
+        self.file = file
+        self.message = message
+    }
+    init(_ file: String, _ error: CaseError) { self.init(file, error.description) }
+}
+
+/// Something was checked and did not pass (exit status 1).
+struct CheckFailed: Error {
+    var message = ""
+}
+
+/// Reads a file, or standard input for `-`.
+func readText(_ path: String) throws -> String {
+    let data: Data
+    if path == "-" {
+        data = FileHandle.standardInput.readDataToEndOfFile()
+    } else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw InputError(path, "no such file")
+        }
+        guard !isDirectory.boolValue else { throw InputError(path, "is a directory, expected a case file") }
+        guard let d = FileManager.default.contents(atPath: path) else { throw InputError(path, "cannot read the file") }
+        data = d
+    }
+    guard let text = String(data: data, encoding: .utf8) else { throw InputError(path, "not UTF-8 text") }
+    return text
+}
+
+/// Reads and decodes a case file; every problem becomes one `InputError` line.
+func readCase(_ path: String, maxBytes: Int) throws -> Case {
+    let text = try readText(path)
+    do {
+        return try CaseDecoder(maxBytes: maxBytes).decode(text: text)
+    } catch let error as CaseError {
+        throw InputError(path == "-" ? "<stdin>" : path, error)
+    }
+}
+
+func printOut(_ text: String) {
+    FileHandle.standardOutput.write(Data(text.utf8))
+}

@@ -1,0 +1,25 @@
+import ArgumentParser
+import CNNReference
+
+extension CNNRef {
+    struct Evaluate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Compute a case's outputs and gradients and print the complete case.",
+            discussion: "Reads a cnnref-case-1 file (or - for standard input), without or with `expected`, and prints the case with every config field written out, its notes, and `expected` computed by the reference.")
+
+        @Argument(help: "The case file, or - for standard input.")
+        var file: String
+
+        @Option(help: "Refuse a case whose tensors would need more than this many bytes.")
+        var maxBytes: Int = CaseFormat.defaultMaxBytes
+
+        func run() throws {
+            let input = try readCase(file, maxBytes: maxBytes)
+            do {
+                printOut(try input.evaluated().json.formatted())
+            } catch let error as CaseError {
+                throw InputError(file, error)
+            }
+        }
+    }
+}
