@@ -43,7 +43,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(
             name: "CNNReferenceTests",
-            dependencies: ["CNNReference", .product(name: "BigInt", package: "BigInt")]),
+            dependencies: ["CNNReference", "GradientCheck", .product(name: "BigInt", package: "BigInt")]),
     ],
     swiftLanguageModes: [.v6]
 )
