@@ -32,7 +32,7 @@ public struct PoolWindow: Equatable, Sendable {
     /// Calls `body(outputIndex, inputIndices)` for every window of every plane,
     /// with the flat input indices of its taps that lie inside the input, in
     /// row-major window order.
-    func forEachWindow(input s: [Int], _ body: (Int, [Int]) -> Void) {
+    public func forEachWindow(input s: [Int], _ body: (Int, [Int]) -> Void) {
         let w = windows(forInput: s)
         let (h, wd) = (s[2], s[3])
         let (oh, ow) = (w.rows.outputSize, w.columns.outputSize)

@@ -1,0 +1,161 @@
+import CNNReference
+import GradientCheck
+
+/// The two kinds of input values a case can hold (its first tag).
+public enum ValueKind: String, Sendable, CaseIterable {
+    /// ±m·2⁻⁶ with 1 ≤ m ≤ 127: exactly representable in bfloat16, float16
+    /// (normal range), TF32 and float32, so every engine receives the same
+    /// inputs as the reference (benchdnn's trick).
+    case exactLowPrecision = "exact-in-low-precision"
+    /// Uniform in ±[0, 4) with all 53 significand bits random: stresses the
+    /// correctly rounded sums.
+    case fullDouble = "full-double"
+}
+
+/// The golden-vector catalogue: every case the package ships, written as code
+/// (one function per layer, like ONNX's `expect(...)` cases). Inputs come from
+/// GSL's Mersenne Twister seeded per case id, so a case does not change when
+/// another is added. `Generator` computes the expected values.
+public struct Catalogue {
+    public private(set) var cases: [Case] = []
+
+    public init() {
+        conv2d()
+        pooling()
+        activations()
+        fullyConnected()
+        softmax()
+        losses()
+    }
+
+    // MARK: - Building blocks
+
+    /// A generator seeded from the case id (FNV-1a of its bytes).
+    static func random(for id: String) -> SeededRandom {
+        var hash: UInt64 = 0xcbf29ce484222325
+        for b in id.utf8 { hash = (hash ^ UInt64(b)) &* 0x100000001b3 }
+        return SeededRandom(seed: UInt(hash % 4_294_967_291))
+    }
+
+    static func values(_ count: Int, _ kind: ValueKind, _ rng: SeededRandom) -> [Double] {
+        (0..<count).map { _ in
+            switch kind {
+            case .exactLowPrecision: return rng.sign() * Double(1 + rng.below(127)) / 64
+            case .fullDouble: return 4 * rng.signedUnit()
+            }
+        }
+    }
+
+    static func tensor(_ shape: [Int], _ kind: ValueKind, _ rng: SeededRandom) -> Tensor {
+        Tensor(shape: shape, scalars: values(shape.reduce(1, *), kind, rng))
+    }
+
+    /// Adds a case; the upstream is drawn with the inputs' kind. Inputs are
+    /// redrawn (up to 50 times) while `avoid` says they sit on a kink or tie.
+    mutating func add(_ layer: String, _ name: String, _ description: String, kind: ValueKind, tags: [String] = [],
+                      config: [(String, JSON)] = [], labels: ((SeededRandom) -> [Int])? = nil,
+                      avoid: ((Case) -> Bool)? = nil,
+                      _ inputs: (SeededRandom) -> [NamedTensor]) {
+        let id = "\(layer)/\(name)"
+        precondition(!cases.contains { $0.id == id }, "duplicate case id \(id)")
+        let rng = Self.random(for: id)
+        var c = Case(id: id, layer: layer, description: description, tags: [kind.rawValue] + tags,
+                     config: config, inputs: [])
+        for _ in 0..<50 {
+            c.inputs = inputs(rng)
+            c.labels = labels?(rng)
+            if let avoid, avoid(c) { continue }
+            break
+        }
+        if let spec = LayerRegistry.spec(layer), !spec.isLoss {
+            let layerValue = try! LayerRegistry.makeLayer(c)
+            let shape = try! layerValue.outputShape(forInput: c.inputs[0].tensor.shape)
+            c.upstream = Self.tensor(shape, kind, rng)
+        }
+        cases.append(c)
+    }
+
+    /// A case with explicit values (edge cases, kinks, ties, the lecture's examples).
+    mutating func addExact(_ layer: String, _ name: String, _ description: String, kind: ValueKind = .exactLowPrecision,
+                           tags: [String], config: [(String, JSON)] = [], labels: [Int]? = nil,
+                           upstream: Tensor? = nil, _ inputs: [NamedTensor]) {
+        let id = "\(layer)/\(name)"
+        precondition(!cases.contains { $0.id == id }, "duplicate case id \(id)")
+        var c = Case(id: id, layer: layer, description: description, tags: [kind.rawValue] + tags,
+                     config: config, inputs: inputs, labels: labels)
+        if let spec = LayerRegistry.spec(layer), !spec.isLoss {
+            if let upstream {
+                c.upstream = upstream
+            } else {
+                let layerValue = try! LayerRegistry.makeLayer(c)
+                let shape = try! layerValue.outputShape(forInput: inputs[0].tensor.shape)
+                c.upstream = Self.tensor(shape, .exactLowPrecision, Self.random(for: id))
+            }
+        }
+        cases.append(c)
+    }
+
+    /// True when a small random perturbation of the inputs changes the layer's
+    /// active set: the point is on (or extremely near) a kink or tie.
+    static func onKinkOrTie(_ c: Case) -> Bool {
+        guard let layer = try? LayerRegistry.makeLayer(c) else { return false }
+        let x = c.inputs[0].tensor
+        let here = layer.activeSet(x)
+        guard !here.isEmpty else { return false }
+        let rng = SeededRandom(seed: 99)
+        for _ in 0..<8 {
+            var moved = layer
+            var mx = x
+            for i in 0..<mx.count { mx[i] += rng.sign() * 0x1p-30 * max(mx[i].magnitude, 0x1p-10) }
+            for p in moved.parameters.indices {
+                for i in 0..<moved.parameters[p].tensor.count {
+                    let v = moved.parameters[p].tensor[i]
+                    moved.parameters[p].tensor[i] = v + rng.sign() * 0x1p-30 * max(v.magnitude, 0x1p-10)
+                }
+            }
+            if moved.activeSet(mx) != here { return true }
+        }
+        return false
+    }
+
+    static let conventions: [String: String] = [
+        Conv2D.id: "Layout NCHW, weight OIHW [K, C/groups, FH, FW]; padding [top, left, bottom, right] of zeros; dilation 1 = dense; cross-correlation (no kernel flip); output size floor((H + top + bottom - dilation*(FH-1) - 1)/stride) + 1. Outputs and gradients are the exact values rounded once to double.",
+        MaxPool2D.id: "Layout NCHW; padding [top, left, bottom, right] never wins (padded cells are skipped); ties: the first maximum in row-major window order takes the whole gradient; ceil_mode drops a last window that would start in the end padding.",
+        AvgPool2D.id: "Layout NCHW; padding [top, left, bottom, right]; count_include_pad true divides by the taps inside the padded input (never the extra ceil-mode overhang, PyTorch's rule), false by the taps inside the input; each output the exact window sum divided once.",
+        ReLU.id: "y = max(0, x); derivative 0 at x = 0 (PyTorch).",
+        LeakyReLU.id: "y = x for x > 0 else slope*x; derivative at x = 0 is slope (PyTorch).",
+        PReLU.id: "y = x for x > 0 else slope[c]*x with c the channel (axis 1), or one shared slope [1]; derivative at 0 is the slope; dL/dslope sums over batch and space.",
+        ELU.id: "y = x for x > 0 else alpha*(exp(x) - 1); derivative at x = 0 is alpha (negative branch, PyTorch).",
+        Sigmoid.id: "y = 1/(1 + exp(-x)).",
+        Tanh.id: "y = tanh(x).",
+        Swish.id: "y = x*sigmoid(beta*x) with learnable beta [1] (beta = 1 is SiLU).",
+        Maxout.id: "y[n,m] = max_j (x W_j^T + b_j)[n,m], weight [k, M, D], bias [k, M]; ties: the lowest-numbered piece wins and takes the gradient.",
+        Linear.id: "y = x W^T + b with weight [M, D] (out x in, PyTorch's layout).",
+        Softmax.id: "Softmax along config.axis with the maximum subtracted; -Infinity entries give 0; a slice of all -Infinity gives NaN.",
+        LogSoftmax.id: "Log-softmax along config.axis with the maximum subtracted.",
+        SoftmaxCrossEntropy.id: "Cross-entropy of softmax(scores) with integer labels, from logits, unweighted, no label smoothing; reduction mean divides the sum over rows by N.",
+        MulticlassHinge.id: "Multiclass SVM (Weston-Watkins) loss: L_i = sum over j != y_i of max(0, s_j - s_y + margin), no division by C (PyTorch's MultiMarginLoss divides by C), power 1; a term exactly at 0 contributes nothing and has gradient 0; reduction mean divides by N.",
+    ]
+
+    static func describe(_ layer: String, _ what: String) -> String {
+        "\(what). \(conventions[layer] ?? "")"
+    }
+}
+
+// MARK: - JSON helpers for configs
+
+func ints(_ v: [Int]) -> JSON { .array(v.map { .int($0) }) }
+func num(_ v: Double) -> JSON { .double(v) }
+
+extension Catalogue {
+    /// The cases small enough to check element by element in seconds: the
+    /// built-in matrix of `cnnref gradcheck`, which spans every layer and
+    /// configuration of the catalogue (kinks and ties included).
+    public var gradcheckMatrix: [Case] {
+        cases.filter { c in
+            let inputs = c.inputs.reduce(0) { $0 + $1.tensor.count }
+            let output = c.upstream?.count ?? 1
+            return inputs <= 700 && output <= 1200
+        }
+    }
+}

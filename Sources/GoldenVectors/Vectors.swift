@@ -1,0 +1,187 @@
+import CNNReference
+import Crypto
+import Foundation
+
+/// The version written into every manifest, so a consumer knows which
+/// generator produced the vectors.
+public let generatorVersion = "cnnref 0.1.0"
+
+/// One entry of `Vectors/manifest.json`.
+public struct ManifestEntry: Equatable, Sendable {
+    public var id: String
+    public var layer: String
+    public var path: String
+    public var tags: [String]
+    public var sha256: String
+}
+
+public enum Manifest {
+    public static let schema = "cnnref-manifest-1"
+    public static let fileName = "manifest.json"
+
+    public static func json(_ entries: [ManifestEntry]) -> JSON {
+        .object([
+            ("schema", .string(schema)),
+            ("case_schema", .string(CaseFormat.schema)),
+            ("generator", .string(generatorVersion)),
+            ("cases", .array(entries.map { e in
+                .object([("id", .string(e.id)), ("layer", .string(e.layer)), ("path", .string(e.path)),
+                         ("tags", .array(e.tags.map(JSON.string))), ("sha256", .string(e.sha256))])
+            })),
+        ])
+    }
+
+    /// Reads a manifest; errors name the field.
+    public static func decode(_ text: String) throws -> [ManifestEntry] {
+        let json: JSON
+        do { json = try JSON.parse(text) } catch { throw CaseError("", "malformed JSON: \(error)") }
+        guard case .object = json else { throw CaseError("", "expected an object, found \(json.typeName)") }
+        guard case .string(let s)? = json["schema"], s == schema else {
+            throw CaseError("schema", "expected \"\(schema)\", found \(json["schema"].map { "\($0)" } ?? "nothing")")
+        }
+        guard case .array(let items)? = json["cases"] else { throw CaseError("cases", "expected an array of cases") }
+        var out: [ManifestEntry] = []
+        for (k, item) in items.enumerated() {
+            func field(_ name: String) throws -> String {
+                guard case .string(let v)? = item[name] else { throw CaseError("cases[\(k)].\(name)", "expected a string") }
+                return v
+            }
+            var tags: [String] = []
+            if case .array(let t)? = item["tags"] {
+                for tag in t { if case .string(let s) = tag { tags.append(s) } }
+            }
+            out.append(ManifestEntry(id: try field("id"), layer: try field("layer"), path: try field("path"),
+                                     tags: tags, sha256: try field("sha256")))
+        }
+        return out
+    }
+}
+
+public func sha256Hex(_ data: Data) -> String {
+    SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
+
+/// Writes the catalogue as golden vectors: evaluated cases, one file each, and the manifest.
+public enum Generator {
+    /// The file text of every case, in catalogue order, with its manifest entry.
+    public static func render(_ catalogue: Catalogue = Catalogue()) -> [(ManifestEntry, String)] {
+        catalogue.cases.map { c in
+            let evaluated = try! c.evaluated()   // the catalogue is ours: a failure here is a bug
+            let text = evaluated.json.formatted()
+            let entry = ManifestEntry(id: c.id, layer: c.layer, path: "\(c.id).json", tags: c.tags,
+                                      sha256: sha256Hex(Data(text.utf8)))
+            return (entry, text)
+        }
+    }
+
+    /// Writes every case and the manifest under `directory`, replacing what is there.
+    public static func write(to directory: URL, catalogue: Catalogue = Catalogue()) throws -> [ManifestEntry] {
+        let fm = FileManager.default
+        let rendered = render(catalogue)
+        for layer in Set(rendered.map(\.0.layer)) {
+            let folder = directory.appendingPathComponent(layer)
+            if fm.fileExists(atPath: folder.path) { try fm.removeItem(at: folder) }
+            try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+        }
+        for (entry, text) in rendered {
+            try Data(text.utf8).write(to: directory.appendingPathComponent(entry.path), options: .atomic)
+        }
+        let entries = rendered.map(\.0)
+        try Data(Manifest.json(entries).formatted().utf8)
+            .write(to: directory.appendingPathComponent(Manifest.fileName), options: .atomic)
+        return entries
+    }
+}
+
+/// One problem `verify` found.
+public struct VerifyProblem: Equatable, Sendable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+/// Checks a vectors folder: every file against its manifest hash and against
+/// a fresh evaluation, no file missing, none extra, none outside the folder.
+public enum Verifier {
+    public static func verify(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes) throws -> (checked: Int, problems: [VerifyProblem]) {
+        let fm = FileManager.default
+        let manifestURL = directory.appendingPathComponent(Manifest.fileName)
+        guard let manifestData = fm.contents(atPath: manifestURL.path) else {
+            throw CaseError(manifestURL.path, "no manifest: expected \(Manifest.fileName) in \(directory.path)")
+        }
+        let entries: [ManifestEntry]
+        do {
+            entries = try Manifest.decode(String(decoding: manifestData, as: UTF8.self))
+        } catch let e as CaseError {
+            throw CaseError("\(manifestURL.path): \(e.field)", e.message)
+        }
+        var problems: [VerifyProblem] = []
+        var listed = Set<String>()
+        let root = directory.standardizedFileURL.path
+        for entry in entries {
+            let url = directory.appendingPathComponent(entry.path).standardizedFileURL
+            guard !entry.path.hasPrefix("/"), url.path.hasPrefix(root + "/") else {
+                problems.append(VerifyProblem(path: entry.path, message: "manifest entry \(entry.id) points outside \(root)"))
+                continue
+            }
+            listed.insert(url.path)
+            if let type = try? fm.attributesOfItem(atPath: url.path)[.type] as? FileAttributeType, type == .typeSymbolicLink {
+                problems.append(VerifyProblem(path: entry.path, message: "is a symbolic link; vectors must be regular files"))
+                continue
+            }
+            guard let data = fm.contents(atPath: url.path) else {
+                problems.append(VerifyProblem(path: entry.path, message: "missing (listed in the manifest as \(entry.id))"))
+                continue
+            }
+            let digest = sha256Hex(data)
+            if digest != entry.sha256 {
+                problems.append(VerifyProblem(path: entry.path, message: "sha256 \(digest) differs from the manifest's \(entry.sha256)"))
+            }
+            do {
+                let c = try CaseDecoder(maxBytes: maxBytes).decode(text: String(decoding: data, as: UTF8.self))
+                if c.id != entry.id {
+                    problems.append(VerifyProblem(path: entry.path, message: "id \"\(c.id)\" differs from the manifest's \"\(entry.id)\""))
+                }
+                guard let stored = c.expected else {
+                    problems.append(VerifyProblem(path: entry.path, message: "has no expected values"))
+                    continue
+                }
+                var fresh = c
+                fresh.expected = nil
+                let recomputed = try fresh.evaluated()
+                if let difference = firstDifference(stored, recomputed.expected!) {
+                    problems.append(VerifyProblem(path: entry.path, message: "expected values differ from a fresh evaluation: \(difference)"))
+                }
+            } catch let e as CaseError {
+                problems.append(VerifyProblem(path: entry.path, message: e.description))
+            }
+        }
+        // Files nobody listed.
+        if let walker = fm.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) {
+            for case let url as URL in walker where url.pathExtension == "json" {
+                let path = url.standardizedFileURL.path
+                if path == manifestURL.standardizedFileURL.path || listed.contains(path) { continue }
+                let relative = String(path.dropFirst(root.count + 1))
+                problems.append(VerifyProblem(path: relative, message: "not in the manifest"))
+            }
+        }
+        return (entries.count, problems.sorted { $0.path < $1.path })
+    }
+
+    /// The first element where two expectations differ bitwise, named.
+    public static func firstDifference(_ a: Expected, _ b: Expected) -> String? {
+        for (section, x, y) in [("outputs", a.outputs, b.outputs), ("gradients", a.gradients, b.gradients)] {
+            if x.map(\.name) != y.map(\.name) {
+                return "\(section) are \(x.map(\.name)), expected \(y.map(\.name))"
+            }
+            for (p, q) in zip(x, y) {
+                if p.tensor.shape != q.tensor.shape { return "\(section).\(p.name) has shape \(p.tensor.shape), expected \(q.tensor.shape)" }
+                for i in 0..<p.tensor.count where p.tensor[i].bitPattern != q.tensor[i].bitPattern
+                    && !(p.tensor[i].isNaN && q.tensor[i].isNaN) {
+                    return "\(section).\(p.name)\(p.tensor.index(ofFlat: i)) is \(p.tensor[i]), a fresh evaluation gives \(q.tensor[i])"
+                }
+            }
+        }
+        return nil
+    }
+}

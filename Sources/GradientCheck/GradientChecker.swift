@@ -1,0 +1,376 @@
+import CNNReference
+
+/// Finite-difference gradient checks of any `Layer` through GSL.
+///
+/// The objective is L(θ) = ⟨upstream, forward(θ)⟩ (for a loss, the loss times
+/// its upstream scalar). For every element θᵢ of the input and of every
+/// parameter, `gsl_deriv_central` on t ↦ L(θ with θᵢ = t) gives a numerical
+/// derivative n and GSL's error estimate abserr, and the analytic value a from
+/// `backward` passes when
+///
+///     |a − n| ≤ k·abserr + c·ε·(|a| + S/h)
+///
+/// - k = 2: abserr estimates the truncation error of the 5-point rule from the
+///   3-point rule's, |r5 − r3|/h, which is O(h²) while the rule's error is O(h⁴)
+///   (deriv.c); 2 is the factor GSL's own tests allow (deriv/test.c).
+/// - c = 4: each evaluation of L is a compensated sum of correctly accumulated
+///   terms, so its rounding error is at most about ε·S with S = Σ|upstreamᵢ·yᵢ|;
+///   the 5-point rule weighs four evaluations with coefficients whose absolute
+///   values sum to 3/h, so the numerical derivative carries at most 3·ε·S/h of
+///   rounding, and the analytic value, rounded once, ε·|a|. GSL's own round-off
+///   term uses ε·|f|, which misses cancellation inside ⟨upstream, y⟩.
+///
+/// The step is h = 2⁻¹³·max(1, |θᵢ|), made exactly representable as (θᵢ + h) − θᵢ.
+///
+/// Kinks: GSL's abserr is no bound across a kink (it reports ~1e-16 at
+/// ReLU(0), where the error is 0.5). The layer's `activeSet` (ReLU masks, pool
+/// and maxout argmax, active hinge terms) is compared at θᵢ and θᵢ ± h; when it
+/// changes, the one-sided derivatives (`gsl_deriv_forward`/`backward`) are
+/// taken with steps that stay within one piece. If both sides lie in one piece
+/// the point is smooth and judged against them; otherwise θᵢ sits on a kink and
+/// the analytic value must lie between the one-sided derivatives (within their
+/// tolerance). A smooth-looking element that fails is re-examined the same way,
+/// so a kink the active set does not know about is reported, never a false
+/// failure, while a wrong derivative away from kinks still fails.
+public struct GradientCheckConfiguration: Sendable {
+    /// Check every element of every tensor.
+    public var elementwise = true
+    /// Also check this many random signed directions through all tensors at once.
+    public var directions = 0
+    /// Seeds the random upstream (when a case has none) and the directions.
+    public var seed: UInt = 1
+    public var relativeStep = 0x1p-13
+    public var k = 2.0
+    public var c = 4.0
+    /// How many failing elements a tensor report keeps for the message.
+    public var failuresKept = 5
+    /// The case declares ties (tag "tie"): at a kink, an analytic value outside the
+    /// one-sided interval is reported as the tie convention instead of failing.
+    public var declaresTies = false
+
+    public init(elementwise: Bool = true, directions: Int = 0, seed: UInt = 1) {
+        self.elementwise = elementwise
+        self.directions = directions
+        self.seed = seed
+    }
+}
+
+/// What the checker found at one element (or along one direction).
+public struct ElementResult: Sendable {
+    public enum Kind: String, Sendable {
+        /// No kink within the stencil; central difference.
+        case smooth
+        /// A kink near but not at the point; judged by one-sided differences on its side.
+        case nearKink = "near-kink"
+        /// The point sits on a kink; the analytic value must lie between the one-sided derivatives.
+        case kink
+        /// A tie in several overlapping max windows at once, in a case that declares it
+        /// (tag "tie"): the analytic value is the layer's tie rule, which need not lie
+        /// between the one-sided derivatives along one coordinate. Reported, not failed.
+        case tieConvention = "tie-convention"
+        /// The objective is not finite here (an input or output of ±∞ or NaN): nothing to differentiate.
+        case notFinite = "not-finite"
+    }
+    public var tensor: String
+    /// The multi-index in the tensor, or `[d]` for direction d.
+    public var index: [Int]
+    public var analytic: Double
+    public var numeric: Double
+    /// For a kink: the one-sided derivatives (left, right).
+    public var oneSided: (left: Double, right: Double)?
+    public var abserr: Double
+    public var tolerance: Double
+    public var kind: Kind
+    /// |analytic − numeric| / tolerance; for a kink, the distance outside the one-sided interval / tolerance.
+    public var ratio: Double
+    public var passed: Bool { ratio <= 1 }
+
+    public var summary: String {
+        let at = "\(tensor)[\(index.map(String.init).joined(separator: ","))]"
+        if kind == .kink || kind == .tieConvention, let s = oneSided {
+            return "\(at): kink: analytic \(analytic) vs one-sided [\(s.left), \(s.right)], tolerance \(tolerance)"
+        }
+        return "\(at): analytic \(analytic) numeric \(numeric) |diff| \((analytic - numeric).magnitude) tolerance \(tolerance) (abserr \(abserr), \(kind.rawValue))"
+    }
+}
+
+/// The verdict for one tensor of one case.
+public struct TensorReport: Sendable {
+    public var name: String
+    public var checked = 0
+    public var kinks = 0
+    /// Elements where the objective is not finite, so no derivative exists to compare.
+    public var notFinite = 0
+    public var worst: ElementResult?
+    public var failures: [ElementResult] = []
+    public var failed = 0
+    public var passed: Bool { failed == 0 }
+    public var worstRatio: Double { worst?.ratio ?? 0 }
+}
+
+/// A check that needs no finite differences.
+public struct StructuralCheck: Sendable {
+    public var name: String
+    public var passed: Bool
+    public var detail: String
+}
+
+public struct GradientCheckReport: Sendable {
+    public var caseID: String
+    public var tensors: [TensorReport]
+    public var structural: [StructuralCheck]
+    public var passed: Bool { tensors.allSatisfy(\.passed) && structural.allSatisfy(\.passed) }
+}
+
+public enum GradientChecker {
+    /// Checks `layer` at `input`; `upstream` defaults to a seeded random signed
+    /// tensor (for a loss, the scalar 1).
+    public static func check(_ layer: any Layer, input: Tensor, upstream: Tensor? = nil, caseID: String = "",
+                             configuration: GradientCheckConfiguration = .init()) throws(CaseError) -> GradientCheckReport {
+        let outShape = try layer.outputShape(forInput: input.shape)
+        let rng = SeededRandom(seed: configuration.seed)
+        let u = upstream ?? (outShape.isEmpty ? Tensor(scalar: 1)
+            : Tensor(shape: outShape, scalars: (0..<outShape.reduce(1, *)).map { _ in rng.signedUnit() }))
+        guard u.shape == outShape else {
+            throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(u.shape)")
+        }
+        var run = Run(layer: layer, input: input, upstream: u, configuration: configuration)
+        var tensors: [TensorReport] = []
+        if configuration.elementwise {
+            for slot in 0...layer.parameters.count { tensors.append(run.checkElements(slot)) }
+        }
+        if configuration.directions > 0 {
+            tensors.append(run.checkDirections(configuration.directions, rng))
+        }
+        return GradientCheckReport(caseID: caseID, tensors: tensors, structural: run.structuralChecks(outShape))
+    }
+}
+
+/// One check in progress: the layer, the point, the upstream and the analytic gradients.
+struct Run {
+    var layer: any Layer
+    var input: Tensor
+    let upstream: Tensor
+    let configuration: GradientCheckConfiguration
+    let analytic: Gradients
+    /// Σ|upstreamᵢ·yᵢ| at the point: the scale of the objective's rounding noise.
+    let scale: Double
+    /// L at the point; when it is not finite there is nothing to differentiate.
+    let baseObjective: Double
+
+    init(layer: any Layer, input: Tensor, upstream: Tensor, configuration: GradientCheckConfiguration) {
+        self.layer = layer
+        self.input = input
+        self.upstream = upstream
+        self.configuration = configuration
+        analytic = layer.backward(input, outputGradient: upstream)
+        let y = layer.forward(input, accumulator: CompensatedSum.self)
+        scale = zip(upstream.scalars, y.scalars).reduce(0) { $0 + ($1.0 * $1.1).magnitude }
+        let u = upstream.scalars
+        baseObjective = CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
+    }
+
+    var names: [String] { [layer.inputName] + layer.parameters.map(\.name) }
+
+    /// The tensor in `slot` (0 = input, 1… = parameters).
+    func tensor(_ slot: Int) -> Tensor { slot == 0 ? input : layer.parameters[slot - 1].tensor }
+    func analyticGradient(_ slot: Int) -> Tensor { slot == 0 ? analytic.input : analytic.parameters[slot - 1] }
+
+    mutating func set(_ slot: Int, _ i: Int, _ value: Double) {
+        if slot == 0 { input[i] = value } else { layer.parameters[slot - 1].tensor[i] = value }
+    }
+
+    /// L at the current point.
+    func objective() -> Double {
+        let y = layer.forward(input, accumulator: CompensatedSum.self)
+        let u = upstream.scalars
+        return CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
+    }
+
+    /// L with element i of slot set to t (restored afterwards).
+    mutating func objective(_ slot: Int, _ i: Int, _ t: Double) -> Double {
+        let saved = tensor(slot)[i]
+        set(slot, i, t)
+        defer { set(slot, i, saved) }
+        return objective()
+    }
+
+    mutating func activeSet(_ slot: Int, _ i: Int, _ t: Double) -> [Int] {
+        let saved = tensor(slot)[i]
+        set(slot, i, t)
+        defer { set(slot, i, saved) }
+        return layer.activeSet(input)
+    }
+
+    func step(_ x: Double) -> Double {
+        let h = configuration.relativeStep * max(1, x.magnitude)
+        return (x + h) - x
+    }
+
+    func tolerance(_ a: Double, abserr: Double, h: Double) -> Double {
+        configuration.k * abserr + configuration.c * Double.ulpOfOne * (a.magnitude + scale / h)
+    }
+
+    mutating func derivative(_ rule: DerivativeRule, _ slot: Int, _ i: Int, _ x: Double, _ h: Double) -> NumericalDerivative {
+        var probe = self
+        let result = gslDerivative(rule, at: x, step: h) { t in probe.objective(slot, i, t) }
+        return result
+    }
+
+    /// Checks one element.
+    mutating func checkElement(_ slot: Int, _ i: Int) -> ElementResult {
+        let x = tensor(slot)[i]
+        let a = analyticGradient(slot)[i]
+        let h = step(x)
+        let hasActiveSet = !layer.activeSet(input).isEmpty
+        let name = names[slot]
+        let index = tensor(slot).index(ofFlat: i)
+        guard x.isFinite, a.isFinite, baseObjective.isFinite else {
+            return ElementResult(tensor: name, index: index, analytic: a, numeric: .nan, oneSided: nil, abserr: 0,
+                                 tolerance: 0, kind: .notFinite, ratio: 0)
+        }
+        if hasActiveSet {
+            let here = layer.activeSet(input)
+            if activeSet(slot, i, x - h) != here || activeSet(slot, i, x + h) != here {
+                return judgeNearKink(slot, i, x, h, a, name, index)
+            }
+        }
+        let central = derivative(.central, slot, i, x, h)
+        let tol = tolerance(a, abserr: central.abserr, h: h)
+        let result = ElementResult(tensor: name, index: index, analytic: a, numeric: central.value, oneSided: nil,
+                                   abserr: central.abserr, tolerance: tol, kind: .smooth,
+                                   ratio: ratio((a - central.value).magnitude, tol))
+        if result.passed { return result }
+        // Re-examine: a kink the active set does not see shows as one-sided derivatives that disagree.
+        let right = derivative(.forward, slot, i, x, h), left = derivative(.backward, slot, i, x, h)
+        let sideTol = tolerance(a, abserr: left.abserr + right.abserr, h: h / 4)
+        if (right.value - left.value).magnitude > sideTol {
+            return judgeKink(a, left, right, h, name, index)
+        }
+        return result
+    }
+
+    /// The active set changes within the stencil: find steps that stay in one piece on each side.
+    mutating func judgeNearKink(_ slot: Int, _ i: Int, _ x: Double, _ h: Double, _ a: Double,
+                                _ name: String, _ index: [Int]) -> ElementResult {
+        func cleanStep(_ direction: Double, _ run: inout Run) -> Double {
+            var s = h
+            for _ in 0..<40 {
+                let far = run.activeSet(slot, i, x + direction * s)
+                if far == run.activeSet(slot, i, x + direction * s / 4) { return s }
+                s /= 4
+            }
+            return s
+        }
+        let hr = cleanStep(1, &self), hl = cleanStep(-1, &self)
+        let right = derivative(.forward, slot, i, x, (x + hr) - x)
+        let left = derivative(.backward, slot, i, x, x - (x - hl))
+        let samePiece = activeSet(slot, i, x + hr) == activeSet(slot, i, x - hl)
+        if samePiece {
+            // Smooth at x: both one-sided values estimate the derivative; judge against the closer.
+            let best = (right.value - a).magnitude / tolerance(a, abserr: right.abserr, h: hr / 4)
+                <= (left.value - a).magnitude / tolerance(a, abserr: left.abserr, h: hl / 4) ? (right, hr) : (left, hl)
+            let tol = tolerance(a, abserr: best.0.abserr, h: best.1 / 4)
+            return ElementResult(tensor: name, index: index, analytic: a, numeric: best.0.value, oneSided: nil,
+                                 abserr: best.0.abserr, tolerance: tol, kind: .nearKink,
+                                 ratio: ratio((a - best.0.value).magnitude, tol))
+        }
+        return judgeKink(a, left, right, min(hl, hr), name, index)
+    }
+
+    /// At a kink the analytic value (the pinned convention) must lie between the one-sided derivatives.
+    func judgeKink(_ a: Double, _ left: NumericalDerivative, _ right: NumericalDerivative, _ h: Double,
+                   _ name: String, _ index: [Int]) -> ElementResult {
+        let tol = tolerance(a, abserr: left.abserr + right.abserr, h: h / 4)
+        let low = min(left.value, right.value), high = max(left.value, right.value)
+        let outside = a < low ? low - a : (a > high ? a - high : 0)
+        let convention = configuration.declaresTies && ratio(outside, tol) > 1
+        return ElementResult(tensor: name, index: index, analytic: a, numeric: (left.value + right.value) / 2,
+                             oneSided: (left.value, right.value), abserr: left.abserr + right.abserr,
+                             tolerance: tol, kind: convention ? .tieConvention : .kink,
+                             ratio: convention ? 0 : ratio(outside, tol))
+    }
+
+    mutating func checkElements(_ slot: Int) -> TensorReport {
+        var report = TensorReport(name: names[slot])
+        for i in 0..<tensor(slot).count {
+            let r = checkElement(slot, i)
+            report.record(r, keep: configuration.failuresKept)
+        }
+        return report
+    }
+
+    /// d/dt L(θ + t·u) along random signed Gaussian directions u through every
+    /// tensor, against ⟨∇L, u⟩; no tolerance is scaled by Σu (unlike PyTorch's fast mode).
+    mutating func checkDirections(_ count: Int, _ rng: SeededRandom) -> TensorReport {
+        var report = TensorReport(name: "directions")
+        let slots = Array(0...layer.parameters.count)
+        let base = slots.map { tensor($0) }
+        for d in 0..<count {
+            let u = base.map { t in t.scalars.map { _ in rng.gaussian() } }
+            let a = CorrectlyRounded.sum { acc in
+                for s in slots { for (g, v) in zip(analyticGradient(s).scalars, u[s]) { acc.add(g, times: v) } }
+            }
+            // Moving along u rounds every coordinate: that noise is ε·Σ|∇ᵢ·θᵢ| at most.
+            let moved = slots.reduce(0.0) { total, s in
+                zip(analyticGradient(s).scalars, base[s].scalars).reduce(total) { $0 + ($1.0 * $1.1).magnitude }
+            }
+            let h = configuration.relativeStep
+            var probe = self
+            let numeric = gslDerivative(.central, at: 0, step: h) { t in
+                for s in slots {
+                    for i in 0..<base[s].count { probe.set(s, i, base[s][i] + t * u[s][i]) }
+                }
+                return probe.objective()
+            }
+            let tol = configuration.k * numeric.abserr + configuration.c * Double.ulpOfOne * (a.magnitude + (scale + moved) / h)
+            report.record(ElementResult(tensor: "direction", index: [d], analytic: a, numeric: numeric.value, oneSided: nil,
+                                        abserr: numeric.abserr, tolerance: tol, kind: .smooth,
+                                        ratio: ratio((a - numeric.value).magnitude, tol)), keep: configuration.failuresKept)
+        }
+        return report
+    }
+
+    /// Checks that need no finite differences (PyTorch's gradcheck makes the same ones).
+    func structuralChecks(_ outShape: [Int]) -> [StructuralCheck] {
+        var checks: [StructuralCheck] = []
+        let y = layer.forward(input)
+        checks.append(StructuralCheck(name: "output shape", passed: y.shape == outShape,
+                                      detail: "forward gave \(y.shape), outputShape says \(outShape)"))
+        let again = layer.backward(input, outputGradient: upstream)
+        let repeatable = again.input.isBitwiseEqual(to: analytic.input)
+            && zip(again.parameters, analytic.parameters).allSatisfy { $0.isBitwiseEqual(to: $1) }
+        checks.append(StructuralCheck(name: "backward repeatable", passed: repeatable,
+                                      detail: repeatable ? "bitwise identical" : "two backward passes differ"))
+        var shapesMatch = analytic.input.shape == input.shape && analytic.parameters.count == layer.parameters.count
+        var shapeDetail = "dL/d\(layer.inputName) \(analytic.input.shape) for \(input.shape)"
+        for (g, p) in zip(analytic.parameters, layer.parameters) where g.shape != p.tensor.shape {
+            shapesMatch = false
+            shapeDetail = "dL/d\(p.name) has shape \(g.shape), the parameter \(p.tensor.shape)"
+        }
+        checks.append(StructuralCheck(name: "gradient shapes", passed: shapesMatch, detail: shapeDetail))
+        let zero = layer.backward(input, outputGradient: Tensor(zeros: upstream.shape))
+        let allZero = (zero.input.scalars + zero.parameters.flatMap(\.scalars)).allSatisfy { $0 == 0 }
+        checks.append(StructuralCheck(name: "zero upstream gives zero", passed: allZero,
+                                      detail: allZero ? "exact zeros" : "a zero upstream gave a nonzero gradient"))
+        return checks
+    }
+}
+
+/// |difference| / tolerance, with 0/0 = 0 (an exact match under a zero tolerance).
+func ratio(_ difference: Double, _ tolerance: Double) -> Double {
+    difference == 0 ? 0 : difference / tolerance
+}
+
+extension TensorReport {
+    mutating func record(_ r: ElementResult, keep: Int) {
+        checked += 1
+        if r.kind == .kink || r.kind == .tieConvention { kinks += 1 }
+        if r.kind == .notFinite { notFinite += 1 }
+        if worst == nil || r.ratio > worst!.ratio || r.ratio.isNaN { worst = r }
+        if !r.passed {
+            failed += 1
+            if failures.count < keep { failures.append(r) }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import CNNReference
+import Foundation
+import GoldenVectors
+import GradientCheck
+
+extension CNNRef {
+    struct Gradcheck: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every analytic gradient against GSL's numerical derivatives.",
+            discussion: """
+                With no files, runs the built-in matrix: every layer in many configurations, kinks and ties \
+                included. Prints one row per (case, tensor): elements checked, kinks found, the worst \
+                |analytic - numeric| / tolerance, and the verdict. Exit status 0 only when everything passes.
+                """)
+
+        @Argument(help: "Case files to check (default: the built-in matrix).")
+        var files: [String] = []
+
+        @Option(help: "Also check this many random signed directions per case.")
+        var directions: Int = 0
+
+        @Option(help: "Cases with more elements than this are checked along directions only (at least 4).")
+        var maxElements: Int = 20_000
+
+        @Option(help: "Seed for the random upstream and directions.")
+        var seed: UInt = 1
+
+        @Option(help: "Output format: text or json.")
+        var format: OutputFormat = .text
+
+        @Option(help: "Refuse a case whose tensors would need more than this many bytes.")
+        var maxBytes: Int = CaseFormat.defaultMaxBytes
+
+        func validate() throws {
+            guard directions >= 0 else { throw ValidationError("--directions must be ≥ 0, found \(directions)") }
+            guard maxElements >= 1 else { throw ValidationError("--max-elements must be ≥ 1, found \(maxElements)") }
+        }
+
+        func run() throws {
+            let cases: [(String, Case)] = files.isEmpty
+                ? Catalogue().gradcheckMatrix.map { ($0.id, $0) }
+                : try files.map { ($0, try readCase($0, maxBytes: maxBytes)) }
+            var reports: [GradientCheckReport] = []
+            for (source, c) in cases {
+                let layer: any Layer
+                do { layer = try LayerRegistry.makeLayer(c) } catch { throw InputError(source, error) }
+                let x = c.inputs[0].tensor
+                let size = c.inputs.reduce(0) { $0 + $1.tensor.count }
+                var config = GradientCheckConfiguration(elementwise: size <= maxElements, directions: directions, seed: seed)
+                if !config.elementwise && config.directions == 0 { config.directions = 4 }
+                config.declaresTies = c.tags.contains("tie")
+                do {
+                    reports.append(try GradientChecker.check(layer, input: x, upstream: c.upstream, caseID: c.id,
+                                                             configuration: config))
+                } catch { throw InputError(source, error) }
+            }
+            let failed = reports.filter { !$0.passed }.count
+            switch format {
+            case .text: printOut(GradcheckText.render(reports))
+            case .json: printOut(GradcheckText.json(reports).formatted())
+            }
+            if failed > 0 { throw CheckFailed() }
+        }
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+enum GradcheckText {
+    static func render(_ reports: [GradientCheckReport]) -> String {
+        var out = "case".padding(toLength: 58, withPad: " ", startingAt: 0) + " tensor      elements  kinks  worst/tol  verdict\n"
+        var passed = 0, failed = 0
+        for r in reports {
+            for t in r.tensors {
+                out += r.caseID.padding(toLength: 58, withPad: " ", startingAt: 0) + " "
+                out += t.name.padding(toLength: 11, withPad: " ", startingAt: 0)
+                out += String(t.checked).leftPadded(9) + String(t.kinks).leftPadded(7)
+                out += String(format: "%11.3g", t.worstRatio) + "  " + (t.passed ? "pass" : "FAIL")
+                out += (t.notFinite > 0 ? "  (\(t.notFinite) not finite: skipped)" : "") + "\n"
+                for f in t.failures { out += "    \(r.caseID): \(f.summary)\n" }
+            }
+            for s in r.structural where !s.passed { out += "    \(r.caseID): \(s.name) FAILED: \(s.detail)\n" }
+            if r.passed { passed += 1 } else { failed += 1 }
+        }
+        out += "\(passed) passed, \(failed) failed\n"
+        return out
+    }
+
+    static func json(_ reports: [GradientCheckReport]) -> JSON {
+        func element(_ e: ElementResult) -> JSON {
+            var m: [(String, JSON)] = [("tensor", .string(e.tensor)), ("index", .array(e.index.map(JSON.int))),
+                                       ("kind", .string(e.kind.rawValue)), ("analytic", .double(e.analytic)),
+                                       ("numeric", .double(e.numeric)), ("abserr", .double(e.abserr)),
+                                       ("tolerance", .double(e.tolerance)), ("ratio", .double(e.ratio))]
+            if let s = e.oneSided { m.append(("one_sided", .array([.double(s.left), .double(s.right)]))) }
+            return .object(m)
+        }
+        return .object([
+            ("passed", .int(reports.filter(\.passed).count)),
+            ("failed", .int(reports.filter { !$0.passed }.count)),
+            ("cases", .array(reports.map { r in
+                .object([
+                    ("id", .string(r.caseID)), ("passed", .bool(r.passed)),
+                    ("tensors", .array(r.tensors.map { t in
+                        .object([("name", .string(t.name)), ("elements", .int(t.checked)), ("kinks", .int(t.kinks)), ("not_finite", .int(t.notFinite)),
+                                 ("worst_ratio", .double(t.worstRatio)), ("passed", .bool(t.passed)),
+                                 ("worst", t.worst.map(element) ?? .null), ("failures", .array(t.failures.map(element)))])
+                    })),
+                    ("structural", .array(r.structural.map { s in
+                        .object([("name", .string(s.name)), ("passed", .bool(s.passed)), ("detail", .string(s.detail))])
+                    })),
+                ])
+            })),
+        ])
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}

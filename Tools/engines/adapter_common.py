@@ -1,0 +1,193 @@
+"""What the engine adapters share: the command line, the loop over cases, the results file, and
+the window arithmetic of the case format for adapters that build pooling out of padding and
+cropping.
+
+An adapter supplies run_case(case, dtype) returning {"outputs": {name: array}, "gradients":
+{name: array}} (the gradients of <upstream, output>, or of the loss, with respect to every input
+tensor) and raises Unsupported(reason) for a case its engine cannot express. When the engine
+computes the outputs but cannot differentiate them, run_case returns the outputs and the reason
+under NO_GRADIENTS: the results keep the outputs, and "unsupported" lists the case with the reason
+prefixed by "gradients: ".
+"""
+
+import argparse
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "python"))
+
+import numpy as np  # noqa: E402
+
+from cnnref_vectors import iter_cases, write_results  # noqa: E402
+
+LOSSES = {"softmax_cross_entropy", "multiclass_hinge"}
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+NO_GRADIENTS = "no_gradients"
+
+
+class Unsupported(Exception):
+    """The engine cannot express this case; the message says why."""
+
+
+def output_name(layer):
+    return "loss" if layer in LOSSES else "y"
+
+
+# The defaults the case format allows when a config field is absent (Sources/CNNReference/CaseFormat.swift).
+_DEFAULTS = {"stride": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1, "ceil_mode": False}
+
+
+def config(case, key):
+    c = case["config"]
+    if key in c:
+        return c[key]
+    if key in _DEFAULTS:
+        return _DEFAULTS[key]
+    raise ValueError(f"{case['id']}: config.{key} is required")
+
+
+def inputs(case, dtype):
+    """Every input tensor as a numpy array of dtype, in the case's order (x first, then parameters)."""
+    return {name: t.numpy(dtype) for name, t in case["inputs"].items()}
+
+
+def labels(case):
+    return np.array(case["labels"], dtype=np.int64)
+
+
+def seed(case, dtype):
+    """The cotangent of the output: the upstream tensor, 1 for a loss, or None (forward only)."""
+    if case["layer"] in LOSSES:
+        return np.array(1, dtype=dtype)
+    if "upstream" in case:
+        return case["upstream"].numpy(dtype)
+    return None
+
+
+# ---- Pooling windows, as the case format defines them (Sources/CNNReference/SlidingWindow.swift) ----
+
+def pool_axis(size, kernel, stride, pad_begin, pad_end, dilation, ceil_mode):
+    """(output size, extra end padding) along one axis.
+
+    Output size = floor((size + pad_begin + pad_end - F_eff) / stride) + 1 with F_eff =
+    dilation*(kernel-1) + 1; in ceil mode ceil(...) + 1, less one when the last window would start
+    in the end padding. The extra end padding is what a floor-mode window needs to reach that
+    many windows: the cells ceil mode lets the last window hang over the padded input.
+    """
+    effective = dilation * (kernel - 1) + 1
+    padded = size + pad_begin + pad_end
+    span = padded - effective
+    if span < 0:
+        return 0, 0
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + pad_begin:
+            out -= 1
+    else:
+        out = span // stride + 1
+    return out, max(0, (out - 1) * stride + effective - padded)
+
+
+class PoolGeometry:
+    """The window configuration of a pooling case: kernel, stride, padding (top, left, bottom,
+    right), dilation, ceil_mode, and per spatial axis (output size, extra end padding)."""
+
+    def __init__(self, case):
+        self.kernel = list(config(case, "kernel"))
+        self.stride = list(config(case, "stride"))
+        self.top, self.left, self.bottom, self.right = config(case, "padding")
+        self.dilation = list(config(case, "dilation"))
+        self.ceil_mode = bool(config(case, "ceil_mode"))
+        h, w = case["inputs"]["x"].shape[2:4]
+        self.size = (h, w)
+        self.rows = pool_axis(h, self.kernel[0], self.stride[0], self.top, self.bottom, self.dilation[0], self.ceil_mode)
+        self.columns = pool_axis(w, self.kernel[1], self.stride[1], self.left, self.right, self.dilation[1], self.ceil_mode)
+
+    @property
+    def symmetric(self):
+        return self.top == self.bottom and self.left == self.right
+
+    def divisors(self, count_include_pad, dtype):
+        """The average-pooling divisor of every window, [OH, OW]: the taps inside the padded input
+        (count_include_pad) or inside the input (not), never the ceil-mode overhang."""
+        def counts(axis, size, begin, end):
+            out = (self.rows if axis == 0 else self.columns)[0]
+            low, high = (-begin, size + end) if count_include_pad else (0, size)
+            return [sum(low <= i * self.stride[axis] - begin + t * self.dilation[axis] < high
+                        for t in range(self.kernel[axis])) for i in range(out)]
+        r = counts(0, self.size[0], self.top, self.bottom)
+        c = counts(1, self.size[1], self.left, self.right)
+        return np.outer(np.array(r, dtype=dtype), np.array(c, dtype=dtype))
+
+
+# ---- Command line and the loop over cases ----
+
+def main(engine, run_case, description):
+    """Parses --vectors/--precision/--output, runs every case, writes the results file.
+
+    `engine` is the engine's name and version for the results file. An exception from the engine
+    on a case is recorded in "unsupported" as "engine error: ..." and reported on standard error;
+    the run still writes every other case. Exit status 0 unless the vectors or the output file
+    cannot be read or written.
+    """
+    program = os.path.basename(sys.argv[0])
+    parser = argparse.ArgumentParser(prog=program, description=description)
+    parser.add_argument("--vectors", required=True, help="the Vectors/ directory")
+    parser.add_argument("--precision", required=True, choices=sorted(DTYPES))
+    parser.add_argument("--output", required=True, help="the results file to write")
+    parser.add_argument("--case", action="append", default=[], metavar="ID",
+                        help="run only this case id (repeatable)")
+    args = parser.parse_args()
+    dtype = DTYPES[args.precision]
+
+    results, unsupported = {}, {}
+    errors = 0
+    try:
+        cases = list(iter_cases(args.vectors))
+    except (OSError, ValueError) as error:
+        sys.exit(f"{program}: cannot read the vectors: {error}")
+    for case in cases:
+        case_id = case["id"]
+        if args.case and case_id not in args.case:
+            continue
+        try:
+            block = run_case(case, dtype)
+        except Unsupported as why:
+            unsupported[case_id] = str(why)
+            continue
+        except Exception as error:  # the engine (or the mapping) rejected the case
+            message = str(error).strip().splitlines()
+            unsupported[case_id] = f"engine error: {type(error).__name__}: {message[0] if message else ''}"
+            print(f"{program}: {case_id}: {unsupported[case_id]}", file=sys.stderr)
+            errors += 1
+            continue
+        if NO_GRADIENTS in block:
+            unsupported[case_id] = f"gradients: {block.pop(NO_GRADIENTS)}"
+        _warn_on_shape_mismatch(program, case, block)
+        results[case_id] = block
+    try:
+        write_results(args.output, engine, args.precision, results, unsupported)
+    except OSError as error:
+        sys.exit(f"{program}: cannot write {args.output}: {error}")
+    partial = sum(case_id in results for case_id in unsupported)
+    print(f"{program}: {args.precision}: {len(results)} cases run ({partial} without gradients), "
+          f"{len(unsupported) - partial - errors} unsupported, {errors} engine errors -> {args.output}",
+          file=sys.stderr)
+
+
+def _warn_on_shape_mismatch(program, case, block):
+    expected = case.get("expected") or {}
+    for kind in ("outputs", "gradients"):
+        for name, tensor in expected.get(kind, {}).items():
+            got = block.get(kind, {}).get(name)
+            if got is not None and list(np.shape(got)) != tensor.shape:
+                print(f"{program}: {case['id']}: warning: {kind}.{name} has shape {list(np.shape(got))}, "
+                      f"expected {tensor.shape}", file=sys.stderr)
+
+
+def is_float32_exact(value):
+    """True when value survives a round trip through float32 (ONNX float attributes are float32)."""
+    return float(np.float32(value)) == value or math.isnan(value)

@@ -1,0 +1,171 @@
+"""Runs the golden vectors through JAX (CPU): forward, and gradients by jax.vjp.
+
+    python adapter_jax.py --vectors DIR --precision float64|float32 --output results.json
+
+64-bit types are enabled so float64 cases run in float64; float32 inputs stay float32 (Python
+scalars are weakly typed and do not promote). Matrix products and convolutions ask for the highest
+precision, which on CPU is plain float32/float64 arithmetic. Each layer is one function in the
+conventions section below: lax and jax.nn primitives, composed where JAX has no such layer.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import jaxlib  # noqa: E402
+import numpy as np  # noqa: E402
+from jax import lax  # noqa: E402
+
+from adapter_common import NO_GRADIENTS, PoolGeometry, Unsupported, config, labels, main, output_name, seed  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+HIGHEST = lax.Precision.HIGHEST
+
+
+# ---- Conventions: case format -> JAX ----
+# Each function takes the case and its input arrays and returns the output array. Padding in the
+# case format is [top, left, bottom, right]; lax takes ((top, bottom), (left, right)) per axis.
+
+def conv2d(case, t):
+    top, left, bottom, right = config(case, "padding")
+    # lax.conv_general_dilated is a cross-correlation (no kernel flip); rhs_dilation is the
+    # filter dilation (1 = dense); feature_group_count splits C and K into contiguous groups.
+    y = lax.conv_general_dilated(
+        t["x"], t["weight"], window_strides=tuple(config(case, "stride")), padding=((top, bottom), (left, right)),
+        rhs_dilation=tuple(config(case, "dilation")), dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        feature_group_count=config(case, "groups"), precision=HIGHEST)
+    if "bias" in t:
+        y = y + t["bias"].reshape(1, -1, 1, 1)
+    return y
+
+
+def _window(g, x, init, reducer):
+    """reduce_window over the explicitly padded input plus the ceil-mode overhang, cropped to the
+    case format's output size (lax pads with `init` and always uses floor arithmetic)."""
+    (oh, extra_h), (ow, extra_w) = g.rows, g.columns
+    y = lax.reduce_window(
+        x, np.array(init, dtype=x.dtype), reducer, window_dimensions=(1, 1, *g.kernel),
+        window_strides=(1, 1, *g.stride),
+        padding=((0, 0), (0, 0), (g.top, g.bottom + extra_h), (g.left, g.right + extra_w)),
+        window_dilation=(1, 1, *g.dilation))
+    return y[:, :, :oh, :ow]
+
+
+def maxpool2d(case, t):
+    # reduce_window with max and -inf is JAX's max pool. Its gradient is XLA's SelectAndScatter
+    # with `>=`, which keeps the first maximum in row-major window order. Padded cells are -inf:
+    # they lose to every input value but tie with an input -inf.
+    return _window(PoolGeometry(case), t["x"], -np.inf, lax.max)
+
+
+def avgpool2d(case, t):
+    # No average pool in lax: window sums (reduce_window with add) over the zero-padded input,
+    # divided by the case format's divisors.
+    g = PoolGeometry(case)
+    x = t["x"]
+    return _window(g, x, 0, lax.add) / g.divisors(bool(config(case, "count_include_pad")), x.dtype)
+
+
+def leaky_relu(case, t):
+    # jax.nn.leaky_relu takes the x branch for x >= 0: its derivative at x = 0 is 1, where the
+    # case format (and PyTorch) use the slope. The native op is kept; the difference shows at 0.
+    return jax.nn.leaky_relu(t["x"], negative_slope=float(config(case, "slope")))
+
+
+def prelu(case, t):
+    # No PReLU in jax.nn: composed, slope [C] along axis 1 (or [1] shared); derivative at 0 is the slope.
+    x, slope = t["x"], t["slope"]
+    if slope.shape[0] != 1:
+        slope = slope.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return jnp.where(x > 0, x, slope * x)
+
+
+def swish(case, t):
+    # jax.nn.swish is beta = 1: composed with the learnable beta.
+    return t["x"] * jax.nn.sigmoid(t["beta"] * t["x"])
+
+
+def maxout(case, t):
+    # No maxout op: one matrix product per piece, then the first maximum over pieces (argmax picks
+    # the lowest piece and a NaN), gathered so the gradient goes to that piece only. (jnp.max
+    # would split the gradient equally among tied pieces.)
+    x, w, b = t["x"], t["weight"], t["bias"]
+    z = jnp.stack([jnp.matmul(x, w[j].T, precision=HIGHEST) + b[j] for j in range(config(case, "pieces"))])
+    winner = jnp.argmax(z, axis=0)
+    return jnp.take_along_axis(z, winner[None], axis=0)[0]
+
+
+def _reduce(per_sample, case):
+    return jnp.mean(per_sample) if config(case, "reduction") == "mean" else jnp.sum(per_sample)
+
+
+def softmax_cross_entropy(case, t):
+    # No loss in jax.nn: -log_softmax at the label, reduced.
+    logp = jax.nn.log_softmax(t["scores"], axis=1)
+    return _reduce(-jnp.take_along_axis(logp, labels(case)[:, None], axis=1)[:, 0], case)
+
+
+def multiclass_hinge(case, t):
+    # Composed: sum over j != y of relu(s_j - s_y + margin). relu's derivative at 0 is 0, so a term
+    # exactly at the margin contributes no gradient, as the case format.
+    s = t["scores"]
+    y = labels(case)
+    s_y = jnp.take_along_axis(s, y[:, None], axis=1)
+    terms = jax.nn.relu(s - s_y + float(config(case, "margin")))
+    off_label = np.arange(s.shape[1])[None, :] != y[:, None]
+    return _reduce(jnp.sum(jnp.where(off_label, terms, 0), axis=1), case)
+
+
+LAYERS = {
+    "conv2d": conv2d,
+    "maxpool2d": maxpool2d,
+    "avgpool2d": avgpool2d,
+    "relu": lambda case, t: jax.nn.relu(t["x"]),            # derivative 0 at x = 0 (documented)
+    "sigmoid": lambda case, t: jax.nn.sigmoid(t["x"]),
+    "tanh": lambda case, t: jnp.tanh(t["x"]),
+    "leaky_relu": leaky_relu,
+    # Negative branch for x <= 0 (expm1), derivative alpha*e^x there, as the case format.
+    "elu": lambda case, t: jax.nn.elu(t["x"], alpha=float(config(case, "alpha"))),
+    "prelu": prelu,
+    "swish": swish,
+    "maxout": maxout,
+    "linear": lambda case, t: jnp.matmul(t["x"], t["weight"].T, precision=HIGHEST) + t["bias"],
+    "softmax": lambda case, t: jax.nn.softmax(t["x"], axis=config(case, "axis")),
+    "log_softmax": lambda case, t: jax.nn.log_softmax(t["x"], axis=config(case, "axis")),
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "multiclass_hinge": multiclass_hinge,
+}
+
+
+# ---- Running a case ----
+
+def run_case(case, dtype):
+    layer = case["layer"]
+    if layer not in LAYERS:
+        raise Unsupported(f"layer {layer!r} is not known to this adapter")
+    names = list(case["inputs"])
+    arrays = [jnp.asarray(case["inputs"][n].numpy(dtype)) for n in names]
+
+    def forward(*args):
+        return LAYERS[layer](case, dict(zip(names, args)))
+
+    y, pullback = jax.vjp(forward, *arrays)
+    if y.dtype != dtype:
+        raise RuntimeError(f"computed in {y.dtype}, not {np.dtype(dtype).name}")
+    block = {"outputs": {output_name(layer): np.asarray(y)}}
+    cotangent = seed(case, dtype)
+    if cotangent is not None:
+        try:
+            grads = pullback(jnp.asarray(cotangent))
+        except NotImplementedError as error:  # e.g. no VJP for a max pool with window dilation
+            block[NO_GRADIENTS] = f"JAX: {str(error).strip().splitlines()[0]}"
+            return block
+        block["gradients"] = {n: np.asarray(g) for n, g in zip(names, grads)}
+    return block
+
+
+if __name__ == "__main__":
+    main(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, {jax.default_backend()})", run_case,
+         "Runs the CNNReference golden vectors through JAX.")

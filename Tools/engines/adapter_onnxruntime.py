@@ -1,0 +1,203 @@
+"""Runs the golden vectors through ONNX Runtime (CPU execution provider), forward only.
+
+    python adapter_onnxruntime.py --vectors DIR --precision float64|float32 --output results.json
+
+Each case becomes a small ONNX model (one node where ONNX has the operator), built with the onnx
+package at opset OPSET, with every tensor of the case fed as a graph input of the precision's
+type. ONNX Runtime has no autodiff for inference sessions, so results carry "outputs" only.
+A case whose operator has no CPU kernel for the type (ONNX Runtime registers many operators for
+float only) is listed as unsupported with the operator's name.
+"""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from adapter_common import LOSSES, PoolGeometry, Unsupported, config, inputs, is_float32_exact, labels, main, output_name
+
+OPSET = 22
+
+
+# ---- Conventions: case format -> ONNX ----
+# Each function returns (nodes, feeds): ONNX nodes reading graph inputs named as in `feeds` and
+# writing the tensor "out". The case format's padding [top, left, bottom, right] is ONNX's pads
+# [x1_begin, x2_begin, x1_end, x2_end] for NCHW: the same order.
+
+def _window_attributes(case, kernel):
+    return dict(kernel_shape=list(kernel), strides=list(config(case, "stride")),
+                pads=list(config(case, "padding")), dilations=list(config(case, "dilation")))
+
+
+def conv2d(case, t):
+    names = ["x", "weight"] + (["bias"] if "bias" in t else [])
+    node = helper.make_node("Conv", names, ["out"], group=config(case, "groups"),
+                            **_window_attributes(case, t["weight"].shape[2:]))
+    return [node], {n: t[n] for n in names}
+
+
+def maxpool2d(case, t):
+    # ONNX MaxPool: padded cells never win, ceil_mode drops a window starting in the end padding
+    # (opset >= 19 wording). Ties do not matter forward.
+    g = PoolGeometry(case)
+    node = helper.make_node("MaxPool", ["x"], ["out"], ceil_mode=int(g.ceil_mode),
+                            **_window_attributes(case, g.kernel))
+    return [node], {"x": t["x"]}
+
+
+def avgpool2d(case, t):
+    # ONNX AveragePool's count_include_pad has the case format's meaning; whether its divisor also
+    # leaves out the ceil-mode overhang is what the results show (onnx/onnx#5276).
+    g = PoolGeometry(case)
+    node = helper.make_node("AveragePool", ["x"], ["out"], ceil_mode=int(g.ceil_mode),
+                            count_include_pad=int(bool(config(case, "count_include_pad"))),
+                            **_window_attributes(case, g.kernel))
+    return [node], {"x": t["x"]}
+
+
+def _float_attribute(case, key, x):
+    """ONNX float attributes are float32: a value float32 cannot hold would be rounded in a
+    float64 run, so such a case is not expressible there."""
+    value = float(config(case, key))
+    if x.dtype == np.float64 and not is_float32_exact(value):
+        raise Unsupported(f"ONNX stores config.{key} = {value!r} as a float32 attribute, which rounds it "
+                          f"to {float(np.float32(value))!r}")
+    return value
+
+
+def leaky_relu(case, t):
+    # LeakyRelu: alpha*x for x < 0 (x at 0 is 0 either way).
+    return [helper.make_node("LeakyRelu", ["x"], ["out"], alpha=_float_attribute(case, "slope", t["x"]))], {"x": t["x"]}
+
+
+def elu(case, t):
+    return [helper.make_node("Elu", ["x"], ["out"], alpha=_float_attribute(case, "alpha", t["x"]))], {"x": t["x"]}
+
+
+def prelu(case, t):
+    # ONNX PRelu broadcasts the slope numpy-style from the last axis: a per-channel slope [C] of an
+    # [N, C, ...] input must be given as [C, 1, ..., 1].
+    x, slope = t["x"], t["slope"]
+    if slope.shape[0] != 1 and x.ndim > 2:
+        slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))
+    return [helper.make_node("PRelu", ["x", "slope"], ["out"])], {"x": x, "slope": slope}
+
+
+def swish(case, t):
+    # ONNX Swish (opset 24) takes beta as a float32 attribute; composed with beta as a tensor.
+    nodes = [helper.make_node("Mul", ["beta", "x"], ["bx"]),
+             helper.make_node("Sigmoid", ["bx"], ["sig"]),
+             helper.make_node("Mul", ["x", "sig"], ["out"])]
+    return nodes, {"x": t["x"], "beta": t["beta"]}
+
+
+def maxout(case, t):
+    # No Maxout op: x [N, D] times W^T per piece ([k, D, M] by Transpose) -> [k, N, M], plus b as
+    # [k, 1, M], then ReduceMax over the pieces.
+    nodes = [helper.make_node("Transpose", ["weight"], ["wt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["x", "wt"], ["z0"]),
+             helper.make_node("Unsqueeze", ["bias", "axis1"], ["b1"]),
+             helper.make_node("Add", ["z0", "b1"], ["z"]),
+             helper.make_node("ReduceMax", ["z", "axis0"], ["out"], keepdims=0)]
+    feeds = {"x": t["x"], "weight": t["weight"], "bias": t["bias"],
+             "axis0": np.array([0], dtype=np.int64), "axis1": np.array([1], dtype=np.int64)}
+    return nodes, feeds
+
+
+def linear(case, t):
+    # Gemm with transB: x W^T + b, weight [M, D].
+    return [helper.make_node("Gemm", ["x", "weight", "bias"], ["out"], transB=1)], dict(t)
+
+
+def softmax(op):
+    def build(case, t):
+        return [helper.make_node(op, ["x"], ["out"], axis=config(case, "axis"))], {"x": t["x"]}
+    return build
+
+
+def softmax_cross_entropy(case, t):
+    # Unweighted, no ignore_index: "mean" divides by N.
+    node = helper.make_node("SoftmaxCrossEntropyLoss", ["scores", "labels"], ["out"],
+                            reduction=config(case, "reduction"))
+    return [node], {"scores": t["scores"], "labels": labels(case)}
+
+
+def multiclass_hinge(case, t):
+    # No hinge op: relu(s - s_y + margin) summed over j != y (a 0/1 mask from the labels), then
+    # reduced over the batch. Margin is a tensor input, so float64 keeps it exact.
+    s = t["scores"]
+    y = labels(case)
+    off_label = (np.arange(s.shape[1])[None, :] != y[:, None]).astype(s.dtype)
+    reduce_batch = "ReduceMean" if config(case, "reduction") == "mean" else "ReduceSum"
+    nodes = [helper.make_node("GatherElements", ["scores", "label_index"], ["s_y"], axis=1),
+             helper.make_node("Sub", ["scores", "s_y"], ["d"]),
+             helper.make_node("Add", ["d", "margin"], ["z"]),
+             helper.make_node("Relu", ["z"], ["h"]),
+             helper.make_node("Mul", ["h", "off_label"], ["terms"]),
+             helper.make_node("ReduceSum", ["terms", "axis1"], ["per_sample"], keepdims=0),
+             helper.make_node(reduce_batch, ["per_sample"], ["out"], keepdims=0)]
+    feeds = {"scores": s, "label_index": y[:, None], "margin": np.array(float(config(case, "margin")), dtype=s.dtype),
+             "off_label": off_label, "axis1": np.array([1], dtype=np.int64)}
+    return nodes, feeds
+
+
+def _unary(op):
+    def build(case, t):
+        return [helper.make_node(op, ["x"], ["out"])], {"x": t["x"]}
+    return build
+
+
+LAYERS = {
+    "conv2d": conv2d,
+    "maxpool2d": maxpool2d,
+    "avgpool2d": avgpool2d,
+    "relu": _unary("Relu"),
+    "sigmoid": _unary("Sigmoid"),
+    "tanh": _unary("Tanh"),
+    "leaky_relu": leaky_relu,
+    "elu": elu,
+    "prelu": prelu,
+    "swish": swish,
+    "maxout": maxout,
+    "linear": linear,
+    "softmax": softmax("Softmax"),
+    "log_softmax": softmax("LogSoftmax"),
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "multiclass_hinge": multiclass_hinge,
+}
+
+
+# ---- Running a case ----
+
+def _value_info(name, array):
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype), list(array.shape))
+
+
+def run_case(case, dtype):
+    layer = case["layer"]
+    if layer not in LAYERS:
+        raise Unsupported(f"layer {layer!r} is not known to this adapter")
+    nodes, feeds = LAYERS[layer](case, inputs(case, dtype))
+    element = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    # The output's dimensions are left symbolic, so ONNX Runtime reports the shape it computes.
+    rank = 0 if layer in LOSSES else 2 if layer in ("linear", "maxout") else len(case["inputs"]["x"].shape)
+    output = helper.make_tensor_value_info("out", element, [f"d{k}" for k in range(rank)])
+    graph = helper.make_graph(nodes, case["id"], [_value_info(n, a) for n, a in feeds.items()], [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except ort.capi.onnxruntime_pybind11_state.NotImplemented as error:
+        # "Could not find an implementation for Conv(22) node with name ''"
+        text = str(error)
+        what = text.split("Could not find an implementation for ", 1)[-1].split(" node", 1)[0]
+        raise Unsupported(f"onnxruntime's CPU provider has no {np.dtype(dtype).name} kernel for {what}") from None
+    (y,) = session.run(["out"], feeds)
+    return {"outputs": {output_name(layer): np.asarray(y)}}
+
+
+if __name__ == "__main__":
+    main(f"onnxruntime {ort.__version__} (onnx {onnx.__version__}, opset {OPSET}, CPUExecutionProvider)", run_case,
+         "Runs the CNNReference golden vectors through ONNX Runtime (forward only).")

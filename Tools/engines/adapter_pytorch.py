@@ -1,0 +1,158 @@
+"""Runs the golden vectors through PyTorch (CPU): forward, and gradients by autograd.
+
+    python adapter_pytorch.py --vectors DIR --precision float64|float32 --output results.json
+
+Inputs are cast to the precision and everything is computed in it. Each layer is one function in
+the conventions section below: the native torch.nn.functional op where one exists, with every
+difference between the case format and PyTorch's conventions handled there.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from adapter_common import PoolGeometry, Unsupported, config, labels, main, output_name, seed
+
+TORCH_DTYPES = {np.float64: torch.float64, np.float32: torch.float32}
+
+
+# ---- Conventions: case format -> PyTorch ----
+# Each function takes the case and its input tensors (leaves that require grad) and returns the
+# output tensor. Padding in the case format is [top, left, bottom, right]; F.pad takes
+# (left, right, top, bottom).
+
+def _torch_pads_natively(g):
+    """PyTorch's pooling takes one padding per axis (top = bottom, left = right), at most half the
+    kernel (pool2d_shape_check: kernel // 2 >= pad). Otherwise the adapter pads explicitly."""
+    return g.symmetric and g.top <= g.kernel[0] // 2 and g.left <= g.kernel[1] // 2
+
+
+def conv2d(case, t):
+    top, left, bottom, right = config(case, "padding")
+    x = t["x"]
+    if top == bottom and left == right:
+        padding = (top, left)
+    else:  # asymmetric padding: zero-pad explicitly, then convolve without padding
+        x = F.pad(x, (left, right, top, bottom))
+        padding = (0, 0)
+    return F.conv2d(x, t["weight"], t.get("bias"), stride=tuple(config(case, "stride")), padding=padding,
+                    dilation=tuple(config(case, "dilation")), groups=config(case, "groups"))
+
+
+def maxpool2d(case, t):
+    # PyTorch's CPU kernel skips padded cells, lets the first maximum in row-major window order win
+    # (`val > max || isnan(val)`), routes the whole gradient to it and drops a ceil-mode window that
+    # would start in the end padding: the case format's rules.
+    g = PoolGeometry(case)
+    x = t["x"]
+    if _torch_pads_natively(g):
+        return F.max_pool2d(x, g.kernel, g.stride, (g.top, g.left), g.dilation, ceil_mode=g.ceil_mode)
+    # Otherwise: pad with -inf (plus the ceil-mode overhang at the end), pool in floor mode, crop
+    # to the case format's output size. A padded -inf ties with an input -inf and, coming first,
+    # would take its gradient, so inputs holding -inf cannot be expressed this way.
+    if torch.isneginf(x).any():
+        raise Unsupported("padding that PyTorch's max_pool2d cannot take (asymmetric or over half the kernel) is "
+                          "emulated with -inf cells, which tie with the -inf in this input")
+    (oh, extra_h), (ow, extra_w) = g.rows, g.columns
+    x = F.pad(x, (g.left, g.right + extra_w, g.top, g.bottom + extra_h), value=-math.inf)
+    return F.max_pool2d(x, g.kernel, g.stride, 0, g.dilation, ceil_mode=False)[:, :, :oh, :ow]
+
+
+def avgpool2d(case, t):
+    # PyTorch's divisor with count_include_pad counts the explicit padding but not the ceil-mode
+    # overhang (hend = min(hstart + kH, H + padH)), the case format's rule.
+    g = PoolGeometry(case)
+    include_pad = bool(config(case, "count_include_pad"))
+    if g.dilation != [1, 1]:
+        raise Unsupported("torch avg_pool2d has no dilation")
+    x = t["x"]
+    if _torch_pads_natively(g):
+        return F.avg_pool2d(x, g.kernel, g.stride, (g.top, g.left), ceil_mode=g.ceil_mode,
+                            count_include_pad=include_pad)
+    # Otherwise: window sums over the zero-padded input (divisor_override=1), divided by the case
+    # format's divisors.
+    (oh, extra_h), (ow, extra_w) = g.rows, g.columns
+    padded = F.pad(x, (g.left, g.right + extra_w, g.top, g.bottom + extra_h))
+    sums = F.avg_pool2d(padded, g.kernel, g.stride, 0, ceil_mode=False, divisor_override=1)[:, :, :oh, :ow]
+    return sums / torch.from_numpy(g.divisors(include_pad, np.float64)).to(x.dtype)
+
+
+def prelu(case, t):
+    # F.prelu applies a [C] slope along dimension 1 and a [1] slope to every element, as the case format.
+    return F.prelu(t["x"], t["slope"])
+
+
+def swish(case, t):
+    # No native op with a learnable beta (F.silu is beta = 1): composed.
+    return t["x"] * torch.sigmoid(t["beta"] * t["x"])
+
+
+def maxout(case, t):
+    # No native op: one F.linear per piece, then the maximum over pieces. torch.max(dim) returns
+    # the first maximal index (the lowest piece) and propagates NaN, and its backward routes the
+    # gradient to that index only: the case format's tie rule.
+    w, b = t["weight"], t["bias"]
+    pieces = torch.stack([F.linear(t["x"], w[j], b[j]) for j in range(config(case, "pieces"))])
+    return pieces.max(dim=0).values
+
+
+def softmax_cross_entropy(case, t):
+    return F.cross_entropy(t["scores"], torch.from_numpy(labels(case)), reduction=config(case, "reduction"))
+
+
+def multiclass_hinge(case, t):
+    # MultiMarginLoss (p = 1) divides each sample's sum by C; the case format does not: times C.
+    # Its backward uses `z > 0`, so a term exactly at the margin has gradient 0, as the case format.
+    scores = t["scores"]
+    loss = F.multi_margin_loss(scores, torch.from_numpy(labels(case)), p=1, margin=float(config(case, "margin")),
+                               reduction=config(case, "reduction"))
+    return loss * scores.shape[1]
+
+
+LAYERS = {
+    "conv2d": conv2d,
+    "maxpool2d": maxpool2d,
+    "avgpool2d": avgpool2d,
+    "relu": lambda case, t: F.relu(t["x"]),                 # derivative 0 at x = 0
+    "sigmoid": lambda case, t: torch.sigmoid(t["x"]),
+    "tanh": lambda case, t: torch.tanh(t["x"]),
+    # Derivative `x > 0 ? 1 : slope`, so the slope at x = 0, as the case format.
+    "leaky_relu": lambda case, t: F.leaky_relu(t["x"], negative_slope=float(config(case, "slope"))),
+    # Negative branch for x <= 0, derivative alpha*e^x there (alpha at 0), as the case format.
+    "elu": lambda case, t: F.elu(t["x"], alpha=float(config(case, "alpha"))),
+    "prelu": prelu,
+    "swish": swish,
+    "maxout": maxout,
+    "linear": lambda case, t: F.linear(t["x"], t["weight"], t["bias"]),  # weight [M, D]: x W^T + b
+    "softmax": lambda case, t: F.softmax(t["x"], dim=config(case, "axis")),
+    "log_softmax": lambda case, t: F.log_softmax(t["x"], dim=config(case, "axis")),
+    # Unweighted logits cross-entropy; "mean" is the sum over N divided by N.
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "multiclass_hinge": multiclass_hinge,
+}
+
+
+# ---- Running a case ----
+
+def run_case(case, dtype):
+    layer = case["layer"]
+    if layer not in LAYERS:
+        raise Unsupported(f"layer {layer!r} is not known to this adapter")
+    names = list(case["inputs"])
+    leaves = {name: torch.tensor(case["inputs"][name].numpy(dtype), dtype=TORCH_DTYPES[dtype], requires_grad=True)
+              for name in names}
+    y = LAYERS[layer](case, leaves)
+    block = {"outputs": {output_name(layer): y.detach().numpy()}}
+    cotangent = seed(case, dtype)
+    if cotangent is not None:
+        grads = torch.autograd.grad(y, [leaves[n] for n in names], grad_outputs=torch.from_numpy(cotangent),
+                                    allow_unused=True)
+        block["gradients"] = {n: (np.zeros(leaves[n].shape, dtype) if g is None else g.numpy())
+                              for n, g in zip(names, grads)}
+    return block
+
+
+if __name__ == "__main__":
+    main(f"pytorch {torch.__version__}", run_case, "Runs the CNNReference golden vectors through PyTorch.")
