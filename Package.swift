@@ -44,6 +44,7 @@ let package = Package(
         .testTarget(
             name: "CNNReferenceTests",
             dependencies: ["CNNReference", "GradientCheck", .product(name: "BigInt", package: "BigInt")]),
+        .testTarget(name: "GradientCheckTests", dependencies: ["CNNReference", "GradientCheck"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -18,7 +18,7 @@ public func logisticDerivative(_ x: Double) -> Double { logistic(x) * logistic(-
 
 /// ReLU: y = max(0, x), with relu(−0) = +0. Derivative 1 for x > 0, else 0
 /// (ReLU'(0) = 0, PyTorch's and JAX's choice).
-public struct ReLU: ElementwiseLayer {
+public struct ReLU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "relu"
     public var parameters: [NamedTensor] = []
     public init() {}
@@ -29,12 +29,15 @@ public struct ReLU: ElementwiseLayer {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $0 > 0 ? $1 : 0 }))
     }
     public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+    public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: zip(x.scalars, piece).map { $1 == 1 ? $0 : 0 })
+    }
 }
 
 /// Leaky ReLU: y = x for x > 0, slope·x otherwise. Derivative 1 for x > 0,
 /// slope for x ≤ 0 (the slope at x = 0, as PyTorch). The slope is required:
 /// the lecture uses 0.1, PyTorch defaults to 0.01, TensorFlow to 0.2.
-public struct LeakyReLU: ElementwiseLayer {
+public struct LeakyReLU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "leaky_relu"
     public let slope: Double
     public var parameters: [NamedTensor] = []
@@ -46,13 +49,16 @@ public struct LeakyReLU: ElementwiseLayer {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $0 > 0 ? $1 : slope * $1 }))
     }
     public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+    public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: zip(x.scalars, piece).map { $1 == 1 ? $0 : slope * $0 })
+    }
 }
 
 /// PReLU: y = x for x > 0, a_c·x otherwise, with a learnable slope per channel
 /// (`slope` [C], channel = axis 1 of x [N, C, ...]) or shared (`slope` [1]).
 /// Derivative in x: 1 for x > 0, a_c for x ≤ 0; dL/da_c = Σ over the channel's
 /// elements with x ≤ 0 of dy·x (a correctly rounded sum over batch and space).
-public struct PReLU: ElementwiseLayer {
+public struct PReLU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "prelu"
     public var parameters: [NamedTensor]
     public init(slope: Tensor) { parameters = [NamedTensor("slope", slope)] }
@@ -95,12 +101,17 @@ public struct PReLU: ElementwiseLayer {
                          parameters: [Tensor(shape: slope.shape, scalars: da)])
     }
     public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+    public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: x.scalars.indices.map { i in
+            piece[i] == 1 ? x[i] : slope[channel(i, x.shape)] * x[i]
+        })
+    }
 }
 
 /// ELU: y = x for x > 0, α·(e^x − 1) for x ≤ 0 (computed with `expm1`, so
 /// small negative x keeps full precision). Derivative 1 for x > 0, α·e^x for
 /// x ≤ 0: at x = 0 the negative branch, α (PyTorch's choice).
-public struct ELU: ElementwiseLayer {
+public struct ELU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "elu"
     public let alpha: Double
     public var parameters: [NamedTensor] = []
@@ -112,6 +123,9 @@ public struct ELU: ElementwiseLayer {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $0 > 0 ? $1 : $1 * (alpha * exp($0)) }))
     }
     public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
+    public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
+        Tensor(shape: x.shape, scalars: zip(x.scalars, piece).map { $1 == 1 ? $0 : alpha * expm1($0) })
+    }
 }
 
 /// Sigmoid: y = σ(x) = 1/(1 + e^−x); derivative σ(x)·σ(−x).

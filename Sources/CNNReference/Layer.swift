@@ -40,6 +40,15 @@ public protocol Layer: Sendable {
     var configuration: [(String, JSON)] { get }
 }
 
+/// A layer that is smooth except where its forward pass switches between
+/// smooth pieces (ReLU's mask, a pool's or maxout's argmax, a hinge's active
+/// terms). `forward(_:piece:)` evaluates the piece that `activeSet` names, so
+/// the derivative of the piece the forward pass selected — the pinned
+/// convention at a kink or tie — can be checked numerically.
+public protocol PiecewiseSmooth: Layer {
+    func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor
+}
+
 /// dL/d(input) and dL/d(parameter) for each parameter, in `parameters` order.
 public struct Gradients: Equatable, Sendable {
     public var input: Tensor

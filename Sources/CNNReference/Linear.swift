@@ -67,7 +67,7 @@ public struct Linear: Layer {
 /// correctly rounded sum; the winner is the **lowest-numbered** piece among
 /// equal maxima (compared after rounding), and backward routes the gradient
 /// through the winner only.
-public struct Maxout: Layer {
+public struct Maxout: Layer, PiecewiseSmooth {
     public static let id = "maxout"
     public let pieces: Int
     public var parameters: [NamedTensor]
@@ -114,7 +114,12 @@ public struct Maxout: Layer {
         }
     }
 
-    public func activeSet(_ x: Tensor) -> [Int] { winners(pieceValues(x, PlainSum.self)) }
+    public func activeSet(_ x: Tensor) -> [Int] { winners(pieceValues(x, CorrectlyRounded.self)) }
+
+    public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
+        let z = pieceValues(x, accumulator)
+        return Tensor(shape: [x.shape[0], weight.shape[1]], scalars: piece.indices.map { z[piece[$0]][$0] })
+    }
 
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let z = pieceValues(x, A.self)

@@ -81,7 +81,7 @@ public struct SoftmaxCrossEntropy: Layer {
 /// gradient is 0 (PyTorch's choice). The loss is one correctly rounded sum of
 /// all active terms. Gradient: +1 for each active j, −(number of active terms)
 /// for y_i, divided by N for the mean, scaled by the upstream scalar.
-public struct MulticlassHinge: Layer {
+public struct MulticlassHinge: Layer, PiecewiseSmooth {
     public static let id = "multiclass_hinge"
     public let labels: [Int]
     public let margin: Double
@@ -115,8 +115,12 @@ public struct MulticlassHinge: Layer {
     }
 
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        forward(x, piece: activeSet(x), accumulator: A.self)
+    }
+
+    /// The sum of the terms `piece` marks active (whatever their sign).
+    public func forward(_ x: Tensor, piece active: [Int], accumulator A: (some Accumulator).Type) -> Tensor {
         let (n, c) = (x.shape[0], x.shape[1])
-        let active = activeSet(x)
         let total = A.sum(dividedBy: reduction == .mean ? Double(n) : 1) { acc in
             for t in 0..<(n * c) where active[t] == 1 {
                 let i = t / c

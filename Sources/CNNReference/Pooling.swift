@@ -65,7 +65,7 @@ public struct PoolWindow: Equatable, Sendable {
 /// replace it), and backward routes the whole upstream gradient to it; a NaN in
 /// a window wins, as in PyTorch's CPU kernel. Where windows overlap, an input
 /// cell's gradient is the correctly rounded sum of what every window routes to it.
-public struct MaxPool2D: Layer {
+public struct MaxPool2D: Layer, PiecewiseSmooth {
     public static let id = "maxpool2d"
     public let window: PoolWindow
     public var parameters: [NamedTensor] = []
@@ -93,6 +93,10 @@ public struct MaxPool2D: Layer {
     }
 
     public func activeSet(_ x: Tensor) -> [Int] { argmax(x) }
+
+    public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
+        Tensor(shape: (try? outputShape(forInput: x.shape)) ?? [], scalars: piece.map { x[$0] })
+    }
 
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let shape = (try? outputShape(forInput: x.shape)) ?? []

@@ -44,9 +44,6 @@ public struct GradientCheckConfiguration: Sendable {
     public var c = 4.0
     /// How many failing elements a tensor report keeps for the message.
     public var failuresKept = 5
-    /// The case declares ties (tag "tie"): at a kink, an analytic value outside the
-    /// one-sided interval is reported as the tie convention instead of failing.
-    public var declaresTies = false
 
     public init(elementwise: Bool = true, directions: Int = 0, seed: UInt = 1) {
         self.elementwise = elementwise
@@ -64,10 +61,6 @@ public struct ElementResult: Sendable {
         case nearKink = "near-kink"
         /// The point sits on a kink; the analytic value must lie between the one-sided derivatives.
         case kink
-        /// A tie in several overlapping max windows at once, in a case that declares it
-        /// (tag "tie"): the analytic value is the layer's tie rule, which need not lie
-        /// between the one-sided derivatives along one coordinate. Reported, not failed.
-        case tieConvention = "tie-convention"
         /// The objective is not finite here (an input or output of ±∞ or NaN): nothing to differentiate.
         case notFinite = "not-finite"
     }
@@ -87,7 +80,7 @@ public struct ElementResult: Sendable {
 
     public var summary: String {
         let at = "\(tensor)[\(index.map(String.init).joined(separator: ","))]"
-        if kind == .kink || kind == .tieConvention, let s = oneSided {
+        if kind == .kink, let s = oneSided {
             return "\(at): kink: analytic \(analytic) vs one-sided [\(s.left), \(s.right)], tolerance \(tolerance)"
         }
         return "\(at): analytic \(analytic) numeric \(numeric) |diff| \((analytic - numeric).magnitude) tolerance \(tolerance) (abserr \(abserr), \(kind.rawValue))"
@@ -129,8 +122,7 @@ public enum GradientChecker {
                              configuration: GradientCheckConfiguration = .init()) throws(CaseError) -> GradientCheckReport {
         let outShape = try layer.outputShape(forInput: input.shape)
         let rng = SeededRandom(seed: configuration.seed)
-        let u = upstream ?? (outShape.isEmpty ? Tensor(scalar: 1)
-            : Tensor(shape: outShape, scalars: (0..<outShape.reduce(1, *)).map { _ in rng.signedUnit() }))
+        let u = upstream ?? randomUpstream(outShape, rng)
         guard u.shape == outShape else {
             throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(u.shape)")
         }
@@ -143,6 +135,18 @@ public enum GradientChecker {
             tensors.append(run.checkDirections(configuration.directions, rng))
         }
         return GradientCheckReport(caseID: caseID, tensors: tensors, structural: run.structuralChecks(outShape))
+    }
+}
+
+extension GradientChecker {
+    /// The upstream `check` draws when a case has none: signed uniform values in
+    /// [-1, 1) from the seed (for a loss, the scalar 1).
+    public static func upstream(for layer: any Layer, input: Tensor, seed: UInt) throws(CaseError) -> Tensor {
+        randomUpstream(try layer.outputShape(forInput: input.shape), SeededRandom(seed: seed))
+    }
+
+    static func randomUpstream(_ shape: [Int], _ rng: SeededRandom) -> Tensor {
+        shape.isEmpty ? Tensor(scalar: 1) : Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in rng.signedUnit() })
     }
 }
 
@@ -180,19 +184,24 @@ struct Run {
         if slot == 0 { input[i] = value } else { layer.parameters[slot - 1].tensor[i] = value }
     }
 
-    /// L at the current point.
-    func objective() -> Double {
-        let y = layer.forward(input, accumulator: CompensatedSum.self)
+    /// L at the current point; with `piece`, L of that smooth piece of a piecewise-smooth layer.
+    func objective(piece: [Int]? = nil) -> Double {
+        let y: Tensor
+        if let piece, let piecewise = layer as? any PiecewiseSmooth {
+            y = piecewise.forward(input, piece: piece, accumulator: CompensatedSum.self)
+        } else {
+            y = layer.forward(input, accumulator: CompensatedSum.self)
+        }
         let u = upstream.scalars
         return CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
     }
 
-    /// L with element i of slot set to t (restored afterwards).
-    mutating func objective(_ slot: Int, _ i: Int, _ t: Double) -> Double {
+    /// L (or L of `piece`) with element i of slot set to t (restored afterwards).
+    mutating func objective(_ slot: Int, _ i: Int, _ t: Double, piece: [Int]? = nil) -> Double {
         let saved = tensor(slot)[i]
         set(slot, i, t)
         defer { set(slot, i, saved) }
-        return objective()
+        return objective(piece: piece)
     }
 
     mutating func activeSet(_ slot: Int, _ i: Int, _ t: Double) -> [Int] {
@@ -250,7 +259,12 @@ struct Run {
         return result
     }
 
-    /// The active set changes within the stencil: find steps that stay in one piece on each side.
+    /// The active set changes within the stencil. Steps that stay within one piece on
+    /// each side give the one-sided derivatives (reported); the point is on a kink when
+    /// the two sides are different pieces. The analytic value must equal the derivative
+    /// of the piece the forward pass selected at the point (the pinned convention), which
+    /// a piecewise-smooth layer can evaluate; for other layers it must lie between the
+    /// one-sided derivatives.
     mutating func judgeNearKink(_ slot: Int, _ i: Int, _ x: Double, _ h: Double, _ a: Double,
                                 _ name: String, _ index: [Int]) -> ElementResult {
         func cleanStep(_ direction: Double, _ run: inout Run) -> Double {
@@ -265,8 +279,17 @@ struct Run {
         let hr = cleanStep(1, &self), hl = cleanStep(-1, &self)
         let right = derivative(.forward, slot, i, x, (x + hr) - x)
         let left = derivative(.backward, slot, i, x, x - (x - hl))
-        let samePiece = activeSet(slot, i, x + hr) == activeSet(slot, i, x - hl)
-        if samePiece {
+        let onKink = activeSet(slot, i, x + hr) != activeSet(slot, i, x - hl)
+        if layer is any PiecewiseSmooth {
+            let piece = layer.activeSet(input)
+            var probe = self
+            let selected = gslDerivative(.central, at: x, step: h) { t in probe.objective(slot, i, t, piece: piece) }
+            let tol = tolerance(a, abserr: selected.abserr, h: h)
+            return ElementResult(tensor: name, index: index, analytic: a, numeric: selected.value,
+                                 oneSided: (left.value, right.value), abserr: selected.abserr, tolerance: tol,
+                                 kind: onKink ? .kink : .nearKink, ratio: ratio((a - selected.value).magnitude, tol))
+        }
+        if !onKink {
             // Smooth at x: both one-sided values estimate the derivative; judge against the closer.
             let best = (right.value - a).magnitude / tolerance(a, abserr: right.abserr, h: hr / 4)
                 <= (left.value - a).magnitude / tolerance(a, abserr: left.abserr, h: hl / 4) ? (right, hr) : (left, hl)
@@ -284,11 +307,9 @@ struct Run {
         let tol = tolerance(a, abserr: left.abserr + right.abserr, h: h / 4)
         let low = min(left.value, right.value), high = max(left.value, right.value)
         let outside = a < low ? low - a : (a > high ? a - high : 0)
-        let convention = configuration.declaresTies && ratio(outside, tol) > 1
         return ElementResult(tensor: name, index: index, analytic: a, numeric: (left.value + right.value) / 2,
                              oneSided: (left.value, right.value), abserr: left.abserr + right.abserr,
-                             tolerance: tol, kind: convention ? .tieConvention : .kink,
-                             ratio: convention ? 0 : ratio(outside, tol))
+                             tolerance: tol, kind: .kink, ratio: ratio(outside, tol))
     }
 
     mutating func checkElements(_ slot: Int) -> TensorReport {
@@ -316,16 +337,31 @@ struct Run {
                 zip(analyticGradient(s).scalars, base[s].scalars).reduce(total) { $0 + ($1.0 * $1.1).magnitude }
             }
             let h = configuration.relativeStep
+            // Along u, a piecewise-smooth layer is differentiated on the piece selected at θ
+            // (the pinned convention where u crosses a kink); a kink is counted when the
+            // active set changes within ±h.
+            let piece = layer.activeSet(input)
+            let frozen = layer is any PiecewiseSmooth && !piece.isEmpty ? piece : nil
             var probe = self
-            let numeric = gslDerivative(.central, at: 0, step: h) { t in
+            func move(_ t: Double) {
                 for s in slots {
                     for i in 0..<base[s].count { probe.set(s, i, base[s][i] + t * u[s][i]) }
                 }
-                return probe.objective()
+            }
+            var crossesKink = false
+            if !piece.isEmpty {
+                move(h); let above = probe.layer.activeSet(probe.input)
+                move(-h); let below = probe.layer.activeSet(probe.input)
+                crossesKink = above != piece || below != piece
+            }
+            let numeric = gslDerivative(.central, at: 0, step: h) { t in
+                move(t)
+                return probe.objective(piece: frozen)
             }
             let tol = configuration.k * numeric.abserr + configuration.c * Double.ulpOfOne * (a.magnitude + (scale + moved) / h)
+            let kind: ElementResult.Kind = crossesKink ? (frozen == nil ? .kink : .nearKink) : .smooth
             report.record(ElementResult(tensor: "direction", index: [d], analytic: a, numeric: numeric.value, oneSided: nil,
-                                        abserr: numeric.abserr, tolerance: tol, kind: .smooth,
+                                        abserr: numeric.abserr, tolerance: tol, kind: kind,
                                         ratio: ratio((a - numeric.value).magnitude, tol)), keep: configuration.failuresKept)
         }
         return report
@@ -365,7 +401,7 @@ func ratio(_ difference: Double, _ tolerance: Double) -> Double {
 extension TensorReport {
     mutating func record(_ r: ElementResult, keep: Int) {
         checked += 1
-        if r.kind == .kink || r.kind == .tieConvention { kinks += 1 }
+        if r.kind == .kink { kinks += 1 }
         if r.kind == .notFinite { notFinite += 1 }
         if worst == nil || r.ratio > worst!.ratio || r.ratio.isNaN { worst = r }
         if !r.passed {

@@ -17,7 +17,7 @@ extension CNNRef {
             let input = try readCase(file, maxBytes: maxBytes)
             do {
                 printOut(try input.evaluated().json.formatted())
-            } catch let error as CaseError {
+            } catch {
                 throw InputError(file, error)
             }
         }

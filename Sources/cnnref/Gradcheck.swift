@@ -49,7 +49,6 @@ extension CNNRef {
                 let size = c.inputs.reduce(0) { $0 + $1.tensor.count }
                 var config = GradientCheckConfiguration(elementwise: size <= maxElements, directions: directions, seed: seed)
                 if !config.elementwise && config.directions == 0 { config.directions = 4 }
-                config.declaresTies = c.tags.contains("tie")
                 do {
                     reports.append(try GradientChecker.check(layer, input: x, upstream: c.upstream, caseID: c.id,
                                                              configuration: config))

@@ -86,8 +86,11 @@ class Tensor:
         return build(0, self.shape)
 
     def numpy(self, dtype=None):
+        """A numpy array (float64 unless dtype says otherwise; values beyond a narrower type's
+        range round to +-inf, as any cast to it would, without a warning)."""
         import numpy as np
-        return np.array(self.data, dtype=np.float64 if dtype is None else dtype).reshape(self.shape)
+        with np.errstate(over="ignore"):
+            return np.array(self.data, dtype=np.float64 if dtype is None else dtype).reshape(self.shape)
 
     def to_json(self):
         return {"shape": list(self.shape), "data": [_encode_number(v) for v in self.data]}
