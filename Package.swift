@@ -45,6 +45,8 @@ let package = Package(
             name: "CNNReferenceTests",
             dependencies: ["CNNReference", "GradientCheck", .product(name: "BigInt", package: "BigInt")]),
         .testTarget(name: "GradientCheckTests", dependencies: ["CNNReference", "GradientCheck"]),
+        .testTarget(name: "GoldenVectorTests", dependencies: ["CNNReference", "GradientCheck", "GoldenVectors"]),
+        .testTarget(name: "CLITests", dependencies: ["cnnref"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -16,7 +16,7 @@ public enum ValueKind: String, Sendable, CaseIterable {
 /// (one function per layer, like ONNX's `expect(...)` cases). Inputs come from
 /// GSL's Mersenne Twister seeded per case id, so a case does not change when
 /// another is added. `Generator` computes the expected values.
-public struct Catalogue {
+public struct Catalogue: Sendable {
     public private(set) var cases: [Case] = []
 
     public init() {

@@ -267,19 +267,23 @@ struct Run {
     /// one-sided derivatives.
     mutating func judgeNearKink(_ slot: Int, _ i: Int, _ x: Double, _ h: Double, _ a: Double,
                                 _ name: String, _ index: [Int]) -> ElementResult {
-        func cleanStep(_ direction: Double, _ run: inout Run) -> Double {
+        // The piece just beside x on each side is the one at its neighbouring double; the
+        // one-sided steps are the largest h/4^k whose stencil stays within that piece.
+        let rightPiece = activeSet(slot, i, x.nextUp), leftPiece = activeSet(slot, i, x.nextDown)
+        func cleanStep(_ direction: Double, _ piece: [Int], _ run: inout Run) -> Double {
             var s = h
-            for _ in 0..<40 {
-                let far = run.activeSet(slot, i, x + direction * s)
-                if far == run.activeSet(slot, i, x + direction * s / 4) { return s }
+            while x + direction * s / 4 != x {
+                if run.activeSet(slot, i, x + direction * s) == piece && run.activeSet(slot, i, x + direction * s / 4) == piece {
+                    return s
+                }
                 s /= 4
             }
             return s
         }
-        let hr = cleanStep(1, &self), hl = cleanStep(-1, &self)
+        let hr = cleanStep(1, rightPiece, &self), hl = cleanStep(-1, leftPiece, &self)
         let right = derivative(.forward, slot, i, x, (x + hr) - x)
         let left = derivative(.backward, slot, i, x, x - (x - hl))
-        let onKink = activeSet(slot, i, x + hr) != activeSet(slot, i, x - hl)
+        let onKink = rightPiece != leftPiece
         if layer is any PiecewiseSmooth {
             let piece = layer.activeSet(input)
             var probe = self

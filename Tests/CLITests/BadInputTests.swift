@@ -1,0 +1,179 @@
+import Foundation
+import Testing
+
+/// Bad input never crashes, traps or passes: one line on standard error that
+/// names the file and the field, exit status 2, nothing on standard output.
+@Suite struct BadInputTests {
+    struct BadInput: CustomTestStringConvertible, Sendable {
+        var name: String
+        var command: String = "evaluate"
+        var file: String?          // contents of the case file; nil = pass `arguments` as they are
+        var arguments: [String] = []
+        var words: [String]
+        var testDescription: String { name }
+    }
+
+    static let conv = """
+        {"schema": "cnnref-case-1", "id": "t/conv", "layer": "conv2d",
+         "config": {"stride": [1, 1], "padding": [0, 0, 0, 0]},
+         "inputs": {"x": {"shape": [1, 1, 3, 3], "data": [1, 2, 3, 4, 5, 6, 7, 8, 9]},
+                    "weight": {"shape": [1, 1, 2, 2], "data": [1, 0, 0, 1]}},
+         "upstream": {"shape": [1, 1, 2, 2], "data": [1, 1, 1, 1]}}
+        """
+    static let pool = """
+        {"schema": "cnnref-case-1", "id": "t/pool", "layer": "maxpool2d",
+         "config": {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 0]},
+         "inputs": {"x": {"shape": [1, 1, 2, 2], "data": [1, 2, 3, 4]}},
+         "upstream": {"shape": [1, 1, 1, 1], "data": [1]}}
+        """
+    static let loss = """
+        {"schema": "cnnref-case-1", "id": "t/loss", "layer": "multiclass_hinge",
+         "config": {"margin": 1, "reduction": "mean"},
+         "inputs": {"scores": {"shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}}, "labels": [0, 2]}
+        """
+    static func edit(_ base: String, _ old: String, _ new: String) -> String {
+        precondition(base.contains(old), "test table: \(old) not in base")
+        return base.replacingOccurrences(of: old, with: new)
+    }
+
+    static let table: [BadInput] = [
+        BadInput(name: "malformed JSON", file: "{\"schema\": }", words: ["malformed JSON", "line 1, column 12"]),
+        BadInput(name: "truncated file", file: String(conv.prefix(120)), words: ["malformed JSON", "truncated"]),
+        BadInput(name: "empty file", file: "", words: ["end of file"]),
+        BadInput(name: "not an object", file: "[1, 2]", words: ["expected an object", "an array"]),
+        BadInput(name: "wrong schema", file: edit(conv, "cnnref-case-1", "cnnref-case-9"), words: ["schema", "cnnref-case-9"]),
+        BadInput(name: "missing schema", file: edit(conv, "\"schema\": \"cnnref-case-1\",", ""), words: ["schema", "missing"]),
+        BadInput(name: "unknown layer", file: edit(conv, "\"conv2d\"", "\"conv3d\""), words: ["layer", "unknown layer \"conv3d\""]),
+        BadInput(name: "unknown top-level field", file: edit(conv, "\"id\"", "\"weights\": 1, \"id\""), words: ["weights", "unknown field"]),
+        BadInput(name: "unknown config field", file: edit(conv, "\"stride\"", "\"strides\""), words: ["config.strides", "unknown field"]),
+        BadInput(name: "missing required config field", file: edit(pool, "\"kernel\": [2, 2], ", ""), words: ["config.kernel", "missing"]),
+        BadInput(name: "missing input", file: edit(conv, "\"weight\": {\"shape\": [1, 1, 2, 2], \"data\": [1, 0, 0, 1]}", "\"w\": null"), words: ["inputs.weight", "missing"]),
+        BadInput(name: "unknown input", file: edit(conv, "\"weight\":", "\"gamma\": {\"shape\": [1], \"data\": [1]}, \"weight\":"), words: ["inputs.gamma", "unknown field"]),
+        BadInput(name: "string for a number", file: edit(conv, "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "[\"1\", 2, 3, 4, 5, 6, 7, 8, 9]"), words: ["inputs.x.data[0]", "expected a number"]),
+        BadInput(name: "float for an integer label", file: edit(loss, "[0, 2]", "[0.0, 2]"), words: ["labels[0]", "expected an integer"]),
+        BadInput(name: "string for a config array", file: edit(conv, "\"stride\": [1, 1]", "\"stride\": \"1\""), words: ["config.stride", "expected an array"]),
+        BadInput(name: "data count differs from the shape", file: edit(conv, "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "[1, 2, 3]"), words: ["inputs.x.data", "needs 9 elements", "found 3"]),
+        BadInput(name: "negative dimension", file: edit(conv, "[1, 1, 3, 3]", "[1, -1, 3, 3]"), words: ["inputs.x.shape[1]", "≥ 1", "-1"]),
+        BadInput(name: "zero dimension", file: edit(conv, "[1, 1, 3, 3]", "[0, 1, 3, 3]"), words: ["inputs.x.shape[0]", "≥ 1"]),
+        BadInput(name: "rank wrong for the layer", file: edit(edit(conv, "[1, 1, 3, 3]", "[3, 3]"), "\"shape\": [1, 1, 2, 2], \"data\": [1, 1", "\"shape\": [1, 1, 2, 2], \"data\": [1, 1"), words: ["inputs.x.shape", "rank 4"]),
+        BadInput(name: "channels not divisible by groups", file: edit(conv, "\"padding\": [0, 0, 0, 0]", "\"padding\": [0, 0, 0, 0], \"groups\": 2"), words: ["config.groups", "not divisible"]),
+        BadInput(name: "weight shape not matching the channels", file: edit(conv, "\"shape\": [1, 1, 2, 2], \"data\": [1, 0, 0, 1]", "\"shape\": [1, 2, 2, 1], \"data\": [1, 0, 0, 1]"), words: ["inputs.weight.shape", "C/groups"]),
+        BadInput(name: "filter larger than the padded input", file: edit(conv, "\"shape\": [1, 1, 2, 2], \"data\": [1, 0, 0, 1]", "\"shape\": [1, 1, 4, 4], \"data\": [1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1]"), words: ["no window fits", "(3 - 4 + 0)/1 + 1"]),
+        BadInput(name: "pool window of padding only", file: edit(pool, "\"padding\": [0, 0, 0, 0]", "\"padding\": [2, 2, 2, 2]"), words: ["config.padding", "padding only"]),
+        BadInput(name: "zero stride", file: edit(conv, "\"stride\": [1, 1]", "\"stride\": [0, 1]"), words: ["config.stride[0]", "≥ 1"]),
+        BadInput(name: "negative dilation", file: edit(conv, "\"stride\": [1, 1]", "\"stride\": [1, 1], \"dilation\": [1, -2]"), words: ["config.dilation[1]", "≥ 1"]),
+        BadInput(name: "zero kernel", file: edit(pool, "\"kernel\": [2, 2]", "\"kernel\": [0, 2]"), words: ["config.kernel[0]", "≥ 1"]),
+        BadInput(name: "zero groups", file: edit(conv, "\"padding\": [0, 0, 0, 0]", "\"padding\": [0, 0, 0, 0], \"groups\": 0"), words: ["config.groups", "≥ 1"]),
+        BadInput(name: "negative padding", file: edit(conv, "\"padding\": [0, 0, 0, 0]", "\"padding\": [0, -1, 0, 0]"), words: ["config.padding[1]", "≥ 0"]),
+        BadInput(name: "padding with three values", file: edit(conv, "\"padding\": [0, 0, 0, 0]", "\"padding\": [0, 0, 0]"), words: ["config.padding", "4 integers"]),
+        BadInput(name: "label out of range", file: edit(loss, "[0, 2]", "[0, 3]"), words: ["labels[1]", "0..<3", "found 3"]),
+        BadInput(name: "negative label", file: edit(loss, "[0, 2]", "[-1, 2]"), words: ["labels[0]", "found -1"]),
+        BadInput(name: "label count differs from rows", file: edit(loss, "[0, 2]", "[0]"), words: ["labels", "expected 2 labels"]),
+        BadInput(name: "labels missing for a loss", file: edit(loss, ", \"labels\": [0, 2]", ""), words: ["labels", "missing"]),
+        BadInput(name: "labels for a layer", file: edit(conv, "\"upstream\"", "\"labels\": [0], \"upstream\""), words: ["labels", "takes no labels"]),
+        BadInput(name: "upstream for a loss", file: edit(loss, "\"labels\"", "\"upstream\": {\"shape\": [], \"data\": [1]}, \"labels\""), words: ["upstream", "loss"]),
+        BadInput(name: "upstream of the wrong shape", file: edit(conv, "{\"shape\": [1, 1, 2, 2], \"data\": [1, 1, 1, 1]}", "{\"shape\": [1, 1, 3, 3], \"data\": [1, 1, 1, 1, 1, 1, 1, 1, 1]}"), words: ["upstream.shape", "[1, 1, 2, 2]"]),
+        BadInput(name: "upstream missing for a layer", file: edit(conv, "\"upstream\": {\"shape\": [1, 1, 2, 2], \"data\": [1, 1, 1, 1]}", "\"description\": \"\""), words: ["upstream", "missing"]),
+        BadInput(name: "pieces below 1", file: """
+            {"schema": "cnnref-case-1", "id": "t/m", "layer": "maxout", "config": {"pieces": 0},
+             "inputs": {"x": {"shape": [1, 1], "data": [1]}, "weight": {"shape": [1, 1, 1], "data": [1]}, "bias": {"shape": [1, 1], "data": [0]}},
+             "upstream": {"shape": [1, 1], "data": [1]}}
+            """, words: ["config.pieces", "≥ 1"]),
+        BadInput(name: "NaN where a slope must be finite", file: """
+            {"schema": "cnnref-case-1", "id": "t/l", "layer": "leaky_relu", "config": {"slope": "NaN"},
+             "inputs": {"x": {"shape": [1], "data": [1]}}, "upstream": {"shape": [1], "data": [1]}}
+            """, words: ["config.slope", "finite"]),
+        BadInput(name: "infinite alpha", file: """
+            {"schema": "cnnref-case-1", "id": "t/e", "layer": "elu", "config": {"alpha": "-Infinity"},
+             "inputs": {"x": {"shape": [1], "data": [1]}}, "upstream": {"shape": [1], "data": [1]}}
+            """, words: ["config.alpha", "finite"]),
+        BadInput(name: "number overflowing Double", file: edit(conv, "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "[1e400, 2, 3, 4, 5, 6, 7, 8, 9]"), words: ["inputs.x.data[0]", "overflows Double"]),
+        BadInput(name: "number underflowing to zero", file: edit(conv, "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "[1e-400, 2, 3, 4, 5, 6, 7, 8, 9]"), words: ["inputs.x.data[0]", "underflows"]),
+        BadInput(name: "integer beyond Int in a shape", file: edit(conv, "[1, 1, 3, 3]", "[1, 1, 3, 99999999999999999999]"), words: ["inputs.x.shape[3]", "outside the range of Int"]),
+        BadInput(name: "shape over the size limit", file: edit(conv, "[1, 1, 3, 3]", "[100000, 100000, 100, 1]"), words: ["inputs.x.shape", "exceeds the limit of 1073741824 bytes"]),
+        BadInput(name: "over a --max-bytes limit", file: conv, arguments: ["--max-bytes", "100"], words: ["exceeds the limit of 100 bytes"]),
+        BadInput(name: "reduction neither mean nor sum", file: edit(loss, "\"mean\"", "\"avg\""), words: ["config.reduction", "\"mean\" or \"sum\""]),
+        BadInput(name: "count_include_pad missing", file: edit(edit(pool, "maxpool2d", "avgpool2d"), "t/pool", "t/avg"), words: ["config.count_include_pad", "missing"]),
+        BadInput(name: "softmax axis out of range", file: """
+            {"schema": "cnnref-case-1", "id": "t/s", "layer": "softmax", "config": {"axis": 2},
+             "inputs": {"x": {"shape": [2, 2], "data": [1, 2, 3, 4]}}, "upstream": {"shape": [2, 2], "data": [1, 1, 1, 1]}}
+            """, words: ["config.axis", "-2..<2", "found 2"]),
+        BadInput(name: "PReLU slope not matching the channels", file: """
+            {"schema": "cnnref-case-1", "id": "t/p", "layer": "prelu",
+             "inputs": {"x": {"shape": [1, 2], "data": [1, 2]}, "slope": {"shape": [3], "data": [1, 1, 1]}},
+             "upstream": {"shape": [1, 2], "data": [1, 1]}}
+            """, words: ["inputs.slope.shape", "[C] = [2]"]),
+        BadInput(name: "duplicate key", file: edit(conv, "\"id\": \"t/conv\"", "\"id\": \"a\", \"id\": \"b\""), words: ["malformed JSON", "duplicate key \"id\""]),
+        BadInput(name: "nesting too deep", file: String(repeating: "[", count: 100) + String(repeating: "]", count: 100), words: ["nesting deeper than 64"]),
+        BadInput(name: "missing file", command: "evaluate", file: nil, arguments: ["/nonexistent/case.json"], words: ["/nonexistent/case.json", "no such file"]),
+        BadInput(name: "a directory for a case file", command: "evaluate", file: nil, arguments: ["Vectors"], words: ["Vectors", "is a directory"]),
+        BadInput(name: "gradcheck of a bad case", command: "gradcheck", file: edit(conv, "\"stride\": [1, 1]", "\"stride\": [1]"), words: ["config.stride", "2 integers"]),
+        BadInput(name: "unknown subcommand", command: "frobnicate", file: nil, words: ["frobnicate"]),
+        BadInput(name: "negative --directions", command: "gradcheck", file: nil, arguments: ["--directions", "-1"], words: ["directions"]),
+        BadInput(name: "verify of a folder that does not exist", command: "verify", file: nil, arguments: ["/nonexistent"], words: ["/nonexistent", "no such folder"]),
+    ]
+
+    @Test(arguments: table)
+    func badInputGetsOneLineAndStatus2(bad: BadInput) throws {
+        var arguments = [bad.command] + bad.arguments
+        var path = ""
+        if let file = bad.file {
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-bad-\(UUID().uuidString).json").path
+            try file.write(toFile: path, atomically: true, encoding: .utf8)
+            arguments.append(path)
+        }
+        defer { if !path.isEmpty { try? FileManager.default.removeItem(atPath: path) } }
+        let result = try run(arguments)
+        #expect(result.status == 2, "\(bad.name): status \(result.status), stderr \(result.stderr)")
+        #expect(result.stdout.isEmpty, "\(bad.name): printed \(result.stdout.prefix(200))")
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(bad.name): \(lines.count) lines: \(result.stderr)")
+        if !path.isEmpty { #expect(result.stderr.contains(path), "\(bad.name): the file is not named: \(result.stderr)") }
+        for word in bad.words { #expect(result.stderr.contains(word), "\(bad.name): '\(word)' missing from: \(result.stderr)") }
+    }
+
+    @Test func notUTF8() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-bad-utf8.json").path
+        try Data([0x7B, 0xFF, 0xFE, 0x7D]).write(to: URL(fileURLWithPath: path))
+        let result = try run(["evaluate", path])
+        #expect(result.status == 2 && result.stderr.contains("not UTF-8"))
+    }
+
+    @Test func standardInputIsNamed() throws {
+        let result = try run(["evaluate", "-"], input: "{\"schema\": \"x\"}")
+        #expect(result.status == 2)
+        #expect(result.stderr == "cnnref: <stdin>: schema: expected \"cnnref-case-1\", found \"x\"\n")
+    }
+}
+
+@Suite struct CommandTests {
+    @Test func evaluatePrintsTheCompleteCase() throws {
+        let input = try String(contentsOf: repository.appendingPathComponent("Vectors/conv2d/cs231n-demo.json"), encoding: .utf8)
+        let result = try run(["evaluate", "-"], input: input)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == input)   // a golden file is its own evaluation
+    }
+
+    @Test func evaluateAddsTheTilingNote() throws {
+        let text = """
+            {"schema": "cnnref-case-1", "id": "t/n", "layer": "conv2d", "config": {"stride": [3, 3]},
+             "inputs": {"x": {"shape": [1, 1, 7, 7], "data": [\((1...49).map(String.init).joined(separator: ", "))]},
+                        "weight": {"shape": [1, 1, 3, 3], "data": [1, 1, 1, 1, 1, 1, 1, 1, 1]}},
+             "upstream": {"shape": [1, 1, 2, 2], "data": [1, 1, 1, 1]}}
+            """
+        let result = try run(["evaluate", "-"], input: text)
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("conv2d: 3x3 filter does not tile 7x7 input at stride 3: (7 - 3 + 0)/3 + 1 = 2.33; the last row and column are never used"))
+        #expect(result.stdout.contains("\"dilation\": [1, 1]") && result.stdout.contains("\"groups\": 1"))
+    }
+
+    @Test func gradcheckOfFilesPassesAndPrintsRows() throws {
+        let result = try run(["gradcheck", "Vectors/relu/on-kink.json", "Vectors/conv2d/cs231n-demo.json"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("relu/on-kink"))
+        #expect(result.stdout.hasSuffix("2 passed, 0 failed\n"))
+        let json = try run(["gradcheck", "--format", "json", "--directions", "3", "Vectors/relu/on-kink.json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(object?["passed"] as? Int == 1)
+    }
+}

@@ -1,0 +1,138 @@
+import CNNReference
+import Foundation
+import GoldenVectors
+import GradientCheck
+import Testing
+
+let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let vectors = repository.appendingPathComponent("Vectors")
+
+@Suite struct GoldenVectorTests {
+    static let catalogue = Catalogue()
+
+    /// The regression test: the catalogue regenerates `Vectors/` byte for byte.
+    /// A change in any result names the cases it changed.
+    @Test func vectorsRegenerateByteForByte() throws {
+        let rendered = Generator.render(Self.catalogue)
+        var changed: [String] = []
+        for (entry, text) in rendered {
+            let stored = FileManager.default.contents(atPath: vectors.appendingPathComponent(entry.path).path)
+            if stored != Data(text.utf8) { changed.append(entry.id) }
+        }
+        #expect(changed.isEmpty, "\(changed.count) cases differ from Vectors/ (run `cnnref generate` and review): \(changed.prefix(20).joined(separator: ", "))")
+        let manifest = Manifest.json(rendered.map(\.0)).formatted()
+        #expect(FileManager.default.contents(atPath: vectors.appendingPathComponent(Manifest.fileName).path) == Data(manifest.utf8),
+                "Vectors/manifest.json differs from the catalogue's")
+    }
+
+    @Test func generationIsDeterministic() {
+        let a = Generator.render(Self.catalogue).map(\.1)
+        let b = Generator.render(Catalogue()).map(\.1)
+        #expect(a == b)
+    }
+
+    @Test func catalogueCoversEveryLayer() {
+        let cases = Self.catalogue.cases
+        #expect(cases.count >= 300)
+        #expect(Set(cases.map(\.layer)) == Set(LayerRegistry.ids))
+        for id in LayerRegistry.ids {
+            let tags = Set(cases.filter { $0.layer == id }.flatMap(\.tags))
+            #expect(tags.contains(ValueKind.exactLowPrecision.rawValue) && tags.contains(ValueKind.fullDouble.rawValue),
+                    "\(id) lacks one kind of values")
+        }
+        for c in cases {
+            #expect(ValueKind.allCases.contains { c.tags.first == $0.rawValue }, "\(c.id) has no value-kind tag")
+            #expect(!c.description.isEmpty)
+        }
+    }
+
+    /// "Exact in low precision" means exactly representable in bfloat16 (8 significant
+    /// bits) with an exponent in float16's normal range, 2^-14 ... 2^15 — checked
+    /// from the bits, for every input and upstream value of every such case.
+    @Test func exactInLowPrecisionValuesAreExact() {
+        func isBF16AndFP16Exact(_ v: Double) -> Bool {
+            if v == 0 { return true }
+            guard v.isFinite else { return true }
+            let e = Int(v.exponent)
+            let bits = v.significandBitPattern
+            return e >= -14 && e <= 15 && bits & ((1 << 45) - 1) == 0   // 52 − 7 = 45 low bits zero
+        }
+        for c in Self.catalogue.cases where c.tags.first == ValueKind.exactLowPrecision.rawValue {
+            let values = c.inputs.flatMap(\.tensor.scalars) + (c.upstream?.scalars ?? [])
+            let bad = values.filter { !isBF16AndFP16Exact($0) }
+            #expect(bad.isEmpty, "\(c.id): \(bad.prefix(3)) not exact in bfloat16/float16")
+        }
+    }
+
+    @Test func lectureCasesAreThere() throws {
+        let demo = try #require(Self.catalogue.cases.first { $0.id == "conv2d/cs231n-demo" })
+        let y = try demo.evaluated().expected!.outputs[0].tensor
+        #expect(y.scalars == [-3, -1, 0, -1, -8, 2, 3, 0, 3, 1, 4, 2, -1, 4, 5, 3, 1, 3])
+        let big = try #require(Self.catalogue.cases.first { $0.id == "conv2d/lecture-32x32x3-ten-5x5-pad-2" })
+        let layer = try LayerRegistry.makeLayer(big)
+        #expect(try layer.outputShape(forInput: big.inputs[0].tensor.shape) == [1, 10, 32, 32])
+        #expect(layer.parameterCount == 760)
+    }
+
+    /// Every case of the gradient-check matrix passes, and kinks are found only
+    /// in cases that declare them.
+    @Test func matrixPassesGradcheckWithOnlyDeclaredKinks() throws {
+        for c in Self.catalogue.gradcheckMatrix {
+            let layer = try LayerRegistry.makeLayer(c)
+            let report = try GradientChecker.check(layer, input: c.inputs[0].tensor, upstream: c.upstream, caseID: c.id)
+            #expect(report.passed, "\(c.id): \(report.tensors.flatMap(\.failures).map(\.summary).prefix(3))")
+            let kinks = report.tensors.reduce(0) { $0 + $1.kinks }
+            let declared = c.tags.contains("kink") || c.tags.contains("tie")
+            #expect(kinks == 0 || declared, "\(c.id): \(kinks) kinks found but the case declares none")
+        }
+        #expect(Self.catalogue.gradcheckMatrix.count >= 300)
+    }
+}
+
+@Suite struct VerifyTests {
+    /// A fresh copy of Vectors/ in a temporary folder.
+    func copy() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-verify-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: vectors, to: dir)
+        return dir
+    }
+
+    @Test func shippedVectorsVerify() throws {
+        let result = try Verifier.verify(vectors)
+        #expect(result.problems.isEmpty, "\(result.problems.prefix(5))")
+        #expect(result.checked >= 300)
+    }
+
+    @Test func everyKindOfTamperingIsNamed() throws {
+        let dir = try copy()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // One byte changed in a value: the hash and the fresh evaluation both differ.
+        let relu = dir.appendingPathComponent("relu/on-kink.json")
+        var text = try String(contentsOf: relu, encoding: .utf8)
+        text = text.replacingOccurrences(of: "\"data\": [0, 0, 0, 0.5]", with: "\"data\": [0, 0, 0, 0.7]")
+        try text.write(to: relu, atomically: true, encoding: .utf8)
+        // A missing file, an extra file, a symbolic link.
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("tanh/extremes.json"))
+        try "{}".write(to: dir.appendingPathComponent("relu/stray.json"), atomically: true, encoding: .utf8)
+        let sigmoid = dir.appendingPathComponent("sigmoid/extremes.json")
+        try FileManager.default.moveItem(at: sigmoid, to: dir.appendingPathComponent("sigmoid/real.json"))
+        try FileManager.default.createSymbolicLink(at: sigmoid, withDestinationURL: dir.appendingPathComponent("sigmoid/real.json"))
+        // A manifest entry pointing outside the folder.
+        let manifestURL = dir.appendingPathComponent(Manifest.fileName)
+        var manifest = try String(contentsOf: manifestURL, encoding: .utf8)
+        manifest = manifest.replacingOccurrences(of: "\"path\": \"elu/extremes.json\"", with: "\"path\": \"../elu/extremes.json\"")
+        try manifest.write(to: manifestURL, atomically: true, encoding: .utf8)
+
+        let problems = try Verifier.verify(dir).problems.map(\.description)
+        func has(_ path: String, _ words: String) -> Bool { problems.contains { $0.hasPrefix(path) && $0.contains(words) } }
+        #expect(has("relu/on-kink.json", "sha256"), "\(problems)")
+        #expect(has("relu/on-kink.json", "fresh evaluation"), "\(problems)")
+        #expect(has("tanh/extremes.json", "missing"), "\(problems)")
+        #expect(has("relu/stray.json", "not in the manifest"), "\(problems)")
+        #expect(has("sigmoid/extremes.json", "symbolic link"), "\(problems)")
+        #expect(has("sigmoid/real.json", "not in the manifest"), "\(problems)")
+        #expect(has("../elu/extremes.json", "outside"), "\(problems)")
+        #expect(has("elu/extremes.json", "not in the manifest"), "\(problems)")   // its entry now points elsewhere
+        #expect(problems.count == 8, "\(problems)")
+    }
+}
