@@ -22,6 +22,9 @@ public struct ReLU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "relu"
     public var parameters: [NamedTensor] = []
     public init() {}
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : ($0.isNaN ? $0 : 0) })
     }
@@ -42,6 +45,9 @@ public struct LeakyReLU: ElementwiseLayer, PiecewiseSmooth {
     public let slope: Double
     public var parameters: [NamedTensor] = []
     public init(slope: Double) { self.slope = slope }
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : slope * $0 })
     }
@@ -86,6 +92,9 @@ public struct PReLU: ElementwiseLayer, PiecewiseSmooth {
         return (flat / inner) % s[1]
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.indices.map { i in
             x[i] > 0 ? x[i] : slope[channel(i, x.shape)] * x[i]
@@ -116,6 +125,9 @@ public struct ELU: ElementwiseLayer, PiecewiseSmooth {
     public let alpha: Double
     public var parameters: [NamedTensor] = []
     public init(alpha: Double) { self.alpha = alpha }
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : alpha * expm1($0) })
     }
@@ -133,6 +145,9 @@ public struct Sigmoid: ElementwiseLayer {
     public static let id = "sigmoid"
     public var parameters: [NamedTensor] = []
     public init() {}
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map(logistic))
     }
@@ -147,6 +162,9 @@ public struct Tanh: ElementwiseLayer {
     public static let id = "tanh"
     public var parameters: [NamedTensor] = []
     public init() {}
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { tanh($0) })
     }
@@ -173,6 +191,9 @@ public struct Swish: ElementwiseLayer {
         }
         return s
     }
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { $0 * logistic(beta * $0) })
     }

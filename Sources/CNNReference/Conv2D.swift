@@ -64,34 +64,41 @@ public struct Conv2D: Layer {
         windows(forInput: s).tilingNote(layer: Self.id, what: "filter")
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (k, cg, fh, fw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
         let win = windows(forInput: x.shape)
         let (oh, ow) = (win.rows.outputSize, win.columns.outputSize)
         let kg = k / groups
-        let xs = x.scalars, ws = weight.scalars, bs = bias?.scalars
+        let rowTaps = win.rows.tapRanges, columnTaps = win.columns.tapRanges
+        let (sh, sw, dh, dw) = (stride[0], stride[1], dilation[0], dilation[1])
+        let (top, left) = (padding[0], padding[1])
+        let bs = bias?.scalars
         var y = [Double](repeating: 0, count: n * k * oh * ow)
-        for b in 0..<n {
-            for o in 0..<k {
-                let firstChannel = (o / kg) * cg
-                for i in 0..<oh {
-                    for j in 0..<ow {
-                        y[((b * k + o) * oh + i) * ow + j] = A.sum { acc in
-                            for ci in 0..<cg {
-                                let xBase = (b * c + firstChannel + ci) * h
-                                let wBase = (o * cg + ci) * fh
-                                for p in 0..<fh {
-                                    let r = win.rows.position(window: i, tap: p)
-                                    guard r >= 0 && r < h else { continue }
-                                    for q in 0..<fw {
-                                        let col = win.columns.position(window: j, tap: q)
-                                        guard col >= 0 && col < w else { continue }
-                                        acc.add(xs[(xBase + r) * w + col], times: ws[(wBase + p) * fw + q])
+        x.scalars.withUnsafeBufferPointer { xs in
+            weight.scalars.withUnsafeBufferPointer { ws in
+                for b in 0..<n {
+                    for o in 0..<k {
+                        let firstChannel = (o / kg) * cg
+                        for i in 0..<oh {
+                            for j in 0..<ow {
+                                y[((b * k + o) * oh + i) * ow + j] = A.sum { acc in
+                                    for ci in 0..<cg {
+                                        let xBase = (b * c + firstChannel + ci) * h
+                                        let wBase = (o * cg + ci) * fh
+                                        for p in rowTaps[i] {
+                                            let r = i * sh - top + p * dh
+                                            for q in columnTaps[j] {
+                                                acc.add(xs[(xBase + r) * w + j * sw - left + q * dw], times: ws[(wBase + p) * fw + q])
+                                            }
+                                        }
                                     }
+                                    if let bs { acc.add(bs[o]) }
                                 }
                             }
-                            if let bs { acc.add(bs[o]) }
                         }
                     }
                 }

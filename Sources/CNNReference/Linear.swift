@@ -24,6 +24,9 @@ public struct Linear: Layer {
         return [s[0], weight.shape[0]]
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let (n, d, m) = (x.shape[0], x.shape[1], weight.shape[0])
         let xs = x.scalars, ws = weight.scalars, bs = bias.scalars
@@ -92,6 +95,9 @@ public struct Maxout: Layer, PiecewiseSmooth {
     }
 
     /// Every piece's value, [k][N·M].
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     func pieceValues<A: Accumulator>(_ x: Tensor, _: A.Type) -> [[Double]] {
         let (n, d, m) = (x.shape[0], x.shape[1], weight.shape[1])
         let xs = x.scalars, ws = weight.scalars, bs = bias.scalars
@@ -121,6 +127,9 @@ public struct Maxout: Layer, PiecewiseSmooth {
         return Tensor(shape: [x.shape[0], weight.shape[1]], scalars: piece.indices.map { z[piece[$0]][$0] })
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let z = pieceValues(x, A.self)
         let win = winners(z)

@@ -41,6 +41,9 @@ public struct SoftmaxCrossEntropy: Layer {
         return []
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let (n, c) = (x.shape[0], x.shape[1])
         let perSample = (0..<n).map { i -> Double in
@@ -114,6 +117,9 @@ public struct MulticlassHinge: Layer, PiecewiseSmooth {
         }
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         forward(x, piece: activeSet(x), accumulator: A.self)
     }

@@ -98,6 +98,9 @@ public struct MaxPool2D: Layer, PiecewiseSmooth {
         Tensor(shape: (try? outputShape(forInput: x.shape)) ?? [], scalars: piece.map { x[$0] })
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let shape = (try? outputShape(forInput: x.shape)) ?? []
         return Tensor(shape: shape, scalars: argmax(x).map { x[$0] })
@@ -156,6 +159,9 @@ public struct AvgPool2D: Layer {
         return d
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let shape = (try? outputShape(forInput: x.shape)) ?? []
         let divisors = divisors(forInput: x.shape)

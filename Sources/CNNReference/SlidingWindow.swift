@@ -48,6 +48,19 @@ public struct SlidingWindow: Equatable, Sendable {
         return max(0, min(span % stride, input - lastEnd))
     }
 
+    /// The taps of window `window` that land inside the input: positions grow with the
+    /// tap, so they form one range, and kernels loop over it instead of testing every
+    /// tap against the padding.
+    public func tapsInside(window: Int) -> Range<Int> {
+        let start = window * stride - padBegin              // position of tap 0
+        let low = start >= 0 ? 0 : (-start + dilation - 1) / dilation
+        let high = start > input - 1 ? 0 : min(kernel, (input - 1 - start) / dilation + 1)
+        return low < high ? low..<high : low..<low
+    }
+
+    /// `tapsInside` for every window.
+    public var tapRanges: [Range<Int>] { (0..<outputSize).map(tapsInside(window:)) }
+
     /// True when the window at `window` has at least one tap inside the input.
     public func windowTouchesInput(_ window: Int) -> Bool {
         (0..<kernel).contains { tap in (0..<input).contains(position(window: window, tap: tap)) }

@@ -46,6 +46,9 @@ public struct Softmax: ElementwiseLayer {
         AxisSlices(shape: shape, axis: axis < 0 ? axis + shape.count : axis).all
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
         for slice in slices(x.shape) {
@@ -83,6 +86,9 @@ public struct LogSoftmax: ElementwiseLayer {
         return s
     }
 
+    @_specialize(where A == CorrectlyRounded)
+    @_specialize(where A == CompensatedSum)
+    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
         for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {

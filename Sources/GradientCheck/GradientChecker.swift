@@ -1,4 +1,6 @@
 import CNNReference
+import Dispatch
+import Foundation
 
 /// Finite-difference gradient checks of any `Layer` through GSL.
 ///
@@ -316,12 +318,21 @@ struct Run {
                              tolerance: tol, kind: .kink, ratio: ratio(outside, tol))
     }
 
-    mutating func checkElements(_ slot: Int) -> TensorReport {
-        var report = TensorReport(name: names[slot])
-        for i in 0..<tensor(slot).count {
-            let r = checkElement(slot, i)
-            report.record(r, keep: configuration.failuresKept)
+    /// Checks every element of a tensor. Elements are independent, so they are split
+    /// into contiguous chunks checked concurrently, each on its own copy of the run;
+    /// the report is assembled in element order, so it does not depend on the schedule.
+    func checkElements(_ slot: Int) -> TensorReport {
+        let count = tensor(slot).count
+        let chunks = min(count, max(1, ProcessInfo.processInfo.activeProcessorCount) * 4)
+        let results = ResultSlots(count: count)
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            var run = self
+            for i in stride(from: chunk * count / chunks, to: (chunk + 1) * count / chunks, by: 1) {
+                results.store(i, run.checkElement(slot, i))
+            }
         }
+        var report = TensorReport(name: names[slot])
+        for r in results.all { report.record(r, keep: configuration.failuresKept) }
         return report
     }
 
@@ -395,6 +406,15 @@ struct Run {
                                       detail: allZero ? "exact zeros" : "a zero upstream gave a nonzero gradient"))
         return checks
     }
+}
+
+/// One slot per element, written by exactly one worker each.
+final class ResultSlots: @unchecked Sendable {
+    private var slots: [ElementResult?]
+    private let lock = NSLock()
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func store(_ i: Int, _ r: ElementResult) { lock.withLock { slots[i] = r } }
+    var all: [ElementResult] { slots.map { $0! } }
 }
 
 /// |difference| / tolerance, with 0/0 = 0 (an exact match under a zero tolerance).

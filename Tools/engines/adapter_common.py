@@ -23,8 +23,6 @@ from cnnref_vectors import iter_cases, write_results  # noqa: E402
 
 LOSSES = {"softmax_cross_entropy", "multiclass_hinge"}
 DTYPES = {"float64": np.float64, "float32": np.float32}
-
-
 NO_GRADIENTS = "no_gradients"
 
 

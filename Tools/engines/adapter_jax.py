@@ -141,10 +141,11 @@ LAYERS = {
 
 # ---- Running a case ----
 
-_last_layer = [None]
+_compiled_layer = None
 
 
 def run_case(case, dtype):
+    global _compiled_layer
     layer = case["layer"]
     if layer not in LAYERS:
         raise Unsupported(f"layer {layer!r} is not known to this adapter")
@@ -154,11 +155,11 @@ def run_case(case, dtype):
     def forward(*args):
         return LAYERS[layer](case, dict(zip(names, args)))
 
-    # Compiled kernels are only reused within a layer: dropping them when the layer changes keeps
-    # a run over every case near 1 GB instead of past 2 GB, at little cost in time.
-    if _last_layer[0] != layer:
+    # Compiled kernels are reused only within a layer. Dropping them when the layer changes kept a
+    # run over 419 cases at 0.8 GB instead of 2 GB, for about 1.5 times the time.
+    if _compiled_layer != layer:
         jax.clear_caches()
-        _last_layer[0] = layer
+        _compiled_layer = layer
     y, pullback = jax.vjp(forward, *arrays)
     if y.dtype != dtype:
         raise RuntimeError(f"computed in {y.dtype}, not {np.dtype(dtype).name}")

@@ -12,7 +12,7 @@ float only) is listed as unsupported with the operator's name.
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import helper
 
 from adapter_common import LOSSES, PoolGeometry, Unsupported, config, inputs, is_float32_exact, labels, main, output_name
 
@@ -38,7 +38,8 @@ def conv2d(case, t):
 
 def maxpool2d(case, t):
     # ONNX MaxPool: padded cells never win, ceil_mode drops a window starting in the end padding
-    # (opset >= 19 wording). Ties do not matter forward.
+    # (opset >= 19 wording). Ties do not matter forward; NaN and all -inf windows are where
+    # ONNX Runtime's results can differ (the case format: a NaN wins, -inf stays -inf).
     g = PoolGeometry(case)
     node = helper.make_node("MaxPool", ["x"], ["out"], ceil_mode=int(g.ceil_mode),
                             **_window_attributes(case, g.kernel))
@@ -46,8 +47,9 @@ def maxpool2d(case, t):
 
 
 def avgpool2d(case, t):
-    # ONNX AveragePool's count_include_pad has the case format's meaning; whether its divisor also
-    # leaves out the ceil-mode overhang is what the results show (onnx/onnx#5276).
+    # ONNX AveragePool's count_include_pad has the case format's meaning. Whether the divisor also
+    # leaves out the ceil-mode overhang is onnx/onnx#5276; ONNX Runtime 1.32 leaves it out, as the
+    # case format does.
     g = PoolGeometry(case)
     node = helper.make_node("AveragePool", ["x"], ["out"], ceil_mode=int(g.ceil_mode),
                             count_include_pad=int(bool(config(case, "count_include_pad"))),

@@ -1,0 +1,98 @@
+import ArgumentParser
+import CNNReference
+import Foundation
+import GoldenVectors
+import GradientCheck
+
+extension CNNRef {
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure the speed targets and print the figures (build with -c release).",
+            discussion: """
+                gradcheck: conv2d x (2,3,8,8), weight (4,3,3,3), bias (4), stride 1, padding 1: all 496 elements \
+                through GSL (target ≤ 30 ms), and one random direction (target < 1 ms). vectors: full generation \
+                and full verify of the catalogue (target < 20 s each). accumulate: ns per multiply-add, correctly \
+                rounded vs a plain fma loop, n = 9, 27, 576, 4608 (target ≤ 4×).
+                """)
+
+        @Option(help: "Repetitions per figure; the median is printed.")
+        var repetitions: Int = 11
+
+        func validate() throws {
+            guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1, found \(repetitions)") }
+        }
+
+        func run() throws {
+            #if DEBUG
+            printOut("note: a debug build; run `swift build -c release` and .build/release/cnnref bench for real figures\n")
+            #endif
+            let rng = SeededRandom(seed: 42)
+            func tensor(_ shape: [Int]) -> Tensor {
+                Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in rng.signedUnit() })
+            }
+            let conv = Conv2D(weight: tensor([4, 3, 3, 3]), bias: tensor([4]), padding: [1, 1, 1, 1])
+            let x = tensor([2, 3, 8, 8])
+            let full = median(repetitions) {
+                let r = try! GradientChecker.check(conv, input: x)
+                precondition(r.passed)
+            }
+            let direction = median(repetitions * 10) {
+                let r = try! GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 1))
+                precondition(r.passed)
+            }
+            let fwdC = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CompensatedSum.self) } } / 100
+            let fwdP = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: PlainSum.self) } } / 100
+            let fwdE = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CorrectlyRounded.self) } } / 100
+            printOut("conv2d forward: plain \(ms(fwdP)), compensated \(ms(fwdC)), correctly rounded \(ms(fwdE))\n")
+            printOut("gradcheck conv2d (2,3,8,8)*(4,3,3,3)+bias, 496 elements: \(ms(full)) (target ≤ 30 ms; torch.autograd.gradcheck 300 ms)\n")
+            printOut("gradcheck conv2d, one random direction:                  \(ms(direction)) (target < 1 ms; jax check_grads 9.5 ms)\n")
+
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-bench-\(ProcessInfo.processInfo.processIdentifier)")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            var count = 0
+            let generate = median(min(repetitions, 3)) { count = try! Generator.write(to: folder).count }
+            let verify = median(min(repetitions, 3)) {
+                let r = try! Verifier.verify(folder)
+                precondition(r.problems.isEmpty)
+            }
+            let bytes = (FileManager.default.enumerator(at: folder, includingPropertiesForKeys: [.fileSizeKey])?
+                .compactMap { ($0 as? URL).flatMap { try? $0.resourceValues(forKeys: [.fileSizeKey]).fileSize } }
+                .reduce(0, +)) ?? 0
+            printOut("generate \(count) cases: \(seconds(generate)), \(String(format: "%.1f", Double(bytes) / 1e6)) MB (target < 20 s, < 20 MB)\n")
+            printOut("verify \(count) cases:   \(seconds(verify)) (target < 20 s)\n")
+
+            printOut("accumulate, ns per multiply-add (median):\n")
+            printOut("     n   plain fma   compensated   correctly rounded   ratio\n")
+            for n in [9, 27, 576, 4608] {
+                let a = (0..<n).map { _ in rng.signedUnit() }, b = (0..<n).map { _ in rng.signedUnit() }
+                let sums = max(1, 2_000_000 / n)
+                var sink = 0.0
+                func perMAC<A: Accumulator>(_: A.Type) -> Double {
+                    let t = median(repetitions) {
+                        for k in 0..<sums {
+                            sink += A.sum { acc in for i in 0..<n { acc.add(a[i], times: b[i]) } } * Double(k & 1)
+                        }
+                    }
+                    return t * 1e9 / Double(sums * n)
+                }
+                let plain = perMAC(PlainSum.self), compensated = perMAC(CompensatedSum.self), exact = perMAC(CorrectlyRounded.self)
+                printOut(String(format: "%6d   %9.2f   %11.2f   %17.2f   %5.2fx\n", n, plain, compensated, exact, exact / plain))
+                if sink == .infinity { printOut("") }
+            }
+        }
+    }
+}
+
+/// The median wall time of `body` in seconds.
+func median(_ repetitions: Int, _ body: () -> Void) -> Double {
+    let clock = ContinuousClock()
+    var times: [Double] = []
+    for _ in 0..<repetitions {
+        let d = clock.measure(body)
+        times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+    }
+    return times.sorted()[times.count / 2]
+}
+
+func ms(_ s: Double) -> String { String(format: "%.2f ms", s * 1e3) }
+func seconds(_ s: Double) -> String { String(format: "%.2f s", s) }
