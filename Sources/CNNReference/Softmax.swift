@@ -2,15 +2,15 @@ import Foundation
 
 /// The slices of a tensor along one axis: `outer` slices of `length` elements
 /// `inner` apart.
-struct AxisSlices {
-    let outer: Int, length: Int, inner: Int
-    init(shape: [Int], axis: Int) {
+public struct AxisSlices {
+    public let outer: Int, length: Int, inner: Int
+    public init(shape: [Int], axis: Int) {
         outer = shape[..<axis].reduce(1, *)
         length = shape[axis]
         inner = shape[(axis + 1)...].reduce(1, *)
     }
     /// The flat indices of every slice.
-    var all: [[Int]] {
+    public var all: [[Int]] {
         var slices: [[Int]] = []
         for o in 0..<outer {
             for i in 0..<inner { slices.append((0..<length).map { (o * length + $0) * inner + i }) }

@@ -185,3 +185,26 @@ public enum Verifier {
         return nil
     }
 }
+
+/// The golden cases of a vectors folder, in manifest order.
+public enum VectorSet {
+    public static func load(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes) throws -> [Case] {
+        let manifestURL = directory.appendingPathComponent(Manifest.fileName)
+        guard let data = FileManager.default.contents(atPath: manifestURL.path) else {
+            throw CaseError(manifestURL.path, "no manifest: expected \(Manifest.fileName) in \(directory.path)")
+        }
+        let entries: [ManifestEntry]
+        do { entries = try Manifest.decode(String(decoding: data, as: UTF8.self)) } catch let e as CaseError {
+            throw CaseError("\(manifestURL.path): \(e.field)", e.message)
+        }
+        return try entries.map { entry in
+            let url = directory.appendingPathComponent(entry.path)
+            guard let text = FileManager.default.contents(atPath: url.path) else {
+                throw CaseError(url.path, "missing (listed in the manifest as \(entry.id))")
+            }
+            do { return try CaseDecoder(maxBytes: maxBytes).decode(text: String(decoding: text, as: UTF8.self)) } catch let e as CaseError {
+                throw CaseError("\(url.path): \(e.field)", e.message)
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+import CNNReference
+import Foundation
+
+/// What an engine produced for one case: its outputs and the gradients it
+/// computed (either may be empty when the engine cannot compute them).
+public struct EngineResult: Sendable {
+    public var outputs: [NamedTensor]
+    public var gradients: [NamedTensor]
+    public init(outputs: [NamedTensor], gradients: [NamedTensor] = []) {
+        self.outputs = outputs
+        self.gradients = gradients
+    }
+}
+
+/// A Swift engine validated without files: it runs a golden case and returns
+/// its result, or nil for a case it does not support.
+public protocol Engine {
+    var name: String { get }
+    var precision: Precision { get }
+    func run(_ c: Case) throws -> EngineResult?
+}
+
+/// The verdict for one tensor of one case.
+public struct TensorVerdict: Sendable {
+    public enum Status: String, Sendable { case passed, failed, skipped, convention }
+    public var name: String           // "outputs.y", "gradients.x"
+    public var status: Status
+    /// The worst element: index, expected, got, |error|, bound.
+    public var worst: (index: [Int], expected: Double, got: Double, error: Double, bound: Double)?
+    public var detail: String = ""
+    public var ratio: Double { worst.map { $0.bound == 0 ? ($0.error == 0 ? 0 : .infinity) : $0.error / $0.bound } ?? 0 }
+}
+
+public struct CaseVerdict: Sendable {
+    public enum Status: String, Sendable {
+        case passed, failed, skipped
+        case notApplicable = "not-applicable"
+    }
+    public var id: String
+    public var status: Status
+    public var reason: String = ""
+    public var tensors: [TensorVerdict] = []
+}
+
+public struct ValidationReport: Sendable {
+    public var engine: String
+    public var precision: Precision
+    public var cases: [CaseVerdict]
+    public func count(_ s: CaseVerdict.Status) -> Int { cases.filter { $0.status == s }.count }
+    public var passed: Bool { count(.failed) == 0 }
+    public var summary: String {
+        "\(count(.passed)) passed, \(count(.failed)) failed, \(count(.skipped)) skipped, \(count(.notApplicable)) not applicable"
+    }
+}
+
+/// A results file: `{"engine", "precision", "results": {"<case id>": {"outputs", "gradients"}}, "unsupported"}`.
+public struct ResultsFile: Sendable {
+    public var engine: String
+    public var precision: String
+    public var results: [String: EngineResult]
+    public var unsupported: [String: String]
+
+    /// Decodes and checks a results file against the golden cases: every error names the field.
+    public static func decode(_ text: String, cases: [String: Case], maxBytes: Int = CaseFormat.defaultMaxBytes) throws(CaseError) -> ResultsFile {
+        let json: JSON
+        do { json = try JSON.parse(text) } catch { throw CaseError("", "malformed JSON: \(error)") }
+        guard case .object(let top) = json else { throw CaseError("", "expected an object, found \(json.typeName)") }
+        for (key, _) in top where !["engine", "precision", "results", "unsupported"].contains(key) {
+            throw CaseError(key, "unknown field; expected engine, precision, results, unsupported")
+        }
+        guard case .string(let engine)? = json["engine"] else { throw CaseError("engine", "expected a string naming the engine") }
+        guard case .string(let precision)? = json["precision"] else { throw CaseError("precision", "expected a string") }
+        guard case .object(let results)? = json["results"] else { throw CaseError("results", "expected an object of case results") }
+        var unsupported: [String: String] = [:]
+        if let u = json["unsupported"] {
+            guard case .object(let members) = u else { throw CaseError("unsupported", "expected an object of case id → reason") }
+            for (id, reason) in members {
+                guard case .string(let r) = reason else { throw CaseError("unsupported.\(id)", "expected a string") }
+                unsupported[id] = r
+            }
+        }
+        let decoder = CaseDecoder(maxBytes: maxBytes)
+        var out: [String: EngineResult] = [:]
+        for (id, value) in results {
+            guard let golden = cases[id]?.expected else {
+                throw CaseError("results.\(id)", "unknown case: no golden vector has this id")
+            }
+            guard case .object(let sections) = value else { throw CaseError("results.\(id)", "expected an object with outputs and gradients") }
+            var result = EngineResult(outputs: [], gradients: [])
+            for (section, content) in sections {
+                guard section == "outputs" || section == "gradients" else {
+                    throw CaseError("results.\(id).\(section)", "unknown field; expected outputs, gradients")
+                }
+                guard case .object(let tensors) = content else { throw CaseError("results.\(id).\(section)", "expected an object of tensors") }
+                let reference = section == "outputs" ? golden.outputs : golden.gradients
+                for (name, t) in tensors {
+                    let path = "results.\(id).\(section).\(name)"
+                    guard let expected = reference.first(where: { $0.name == name }) else {
+                        throw CaseError(path, "the case has no \(section) tensor \"\(name)\"; expected one of \(reference.map(\.name).joined(separator: ", "))")
+                    }
+                    var budget = ByteBudget(limit: maxBytes)
+                    let tensor = try decoder.decodeTensor(t, path: path, budget: &budget)
+                    guard tensor.shape == expected.tensor.shape else {
+                        throw CaseError("\(path).shape", "expected \(expected.tensor.shape), found \(tensor.shape)")
+                    }
+                    if section == "outputs" { result.outputs.append(NamedTensor(name, tensor)) } else { result.gradients.append(NamedTensor(name, tensor)) }
+                }
+            }
+            out[id] = result
+        }
+        return ResultsFile(engine: engine, precision: precision, results: out, unsupported: unsupported)
+    }
+}
+
+public enum Validator {
+    /// Judges `results` (by case id) against the golden `cases` at `precision`.
+    /// A case the engine did not run is skipped, never passed.
+    public static func validate(engine: String, precision: Precision, cases: [Case], results: [String: EngineResult],
+                                unsupported: [String: String] = [:]) -> ValidationReport {
+        let verdicts = cases.map { c -> CaseVerdict in
+            guard let result = results[c.id] else {
+                return CaseVerdict(id: c.id, status: .skipped, reason: unsupported[c.id] ?? "not in the results")
+            }
+            return judge(c, result, precision)
+        }
+        return ValidationReport(engine: engine, precision: precision, cases: verdicts)
+    }
+
+    /// Runs a Swift engine over every case and judges it.
+    public static func validate(_ engine: any Engine, cases: [Case]) -> ValidationReport {
+        var results: [String: EngineResult] = [:]
+        var unsupported: [String: String] = [:]
+        for c in cases {
+            var input = c
+            input.expected = nil
+            do {
+                if let r = try engine.run(input) { results[c.id] = r } else { unsupported[c.id] = "unsupported by the engine" }
+            } catch {
+                unsupported[c.id] = "the engine threw: \(error)"
+            }
+        }
+        return validate(engine: engine.name, precision: engine.precision, cases: cases, results: results, unsupported: unsupported)
+    }
+
+    static func judge(_ c: Case, _ result: EngineResult, _ precision: Precision) -> CaseVerdict {
+        guard let golden = c.expected else { return CaseVerdict(id: c.id, status: .skipped, reason: "the golden case has no expected values") }
+        let inputs = c.inputs.flatMap(\.tensor.scalars) + (c.upstream?.scalars ?? [])
+        if let bad = inputs.first(where: { !precision.represents($0) }) {
+            return CaseVerdict(id: c.id, status: .notApplicable, reason: "input \(bad) is not representable in \(precision.rawValue)")
+        }
+        let scales: (output: ErrorScale, gradients: [ErrorScale])
+        do { scales = try ErrorModel.scales(c, golden: golden) } catch {
+            return CaseVerdict(id: c.id, status: .skipped, reason: "\(error)")
+        }
+        var verdict = CaseVerdict(id: c.id, status: .passed)
+        let sections: [(String, [NamedTensor], [NamedTensor], [ErrorScale])] = [
+            ("outputs", golden.outputs, result.outputs, [scales.output]),
+            ("gradients", golden.gradients, result.gradients, scales.gradients),
+        ]
+        for (section, expected, got, scale) in sections {
+            for (k, e) in expected.enumerated() {
+                guard let g = got.first(where: { $0.name == e.name }) else {
+                    verdict.tensors.append(TensorVerdict(name: "\(section).\(e.name)", status: .skipped, worst: nil, detail: "not in the results"))
+                    continue
+                }
+                var t = compare(e.tensor, g.tensor, scale[k], precision, name: "\(section).\(e.name)")
+                if t.status == .failed, section == "gradients", let convention = Conventions.match(c, tensor: e.name, got: g.tensor, scale: scale[k], precision: precision) {
+                    t.status = .convention
+                    t.detail = convention
+                }
+                verdict.tensors.append(t)
+            }
+        }
+        let statuses = verdict.tensors.map(\.status)
+        if statuses.contains(.failed) {
+            verdict.status = .failed
+        } else if !statuses.contains(.passed) && !statuses.contains(.convention) {
+            verdict.status = .skipped
+            verdict.reason = "no tensor of the case is in the results"
+        }
+        return verdict
+    }
+
+    static func compare(_ expected: Tensor, _ got: Tensor, _ scale: ErrorScale, _ precision: Precision, name: String) -> TensorVerdict {
+        var worst: (index: [Int], expected: Double, got: Double, error: Double, bound: Double)?
+        var worstRatio = -1.0
+        var failed = false
+        for i in 0..<expected.count {
+            let e = expected[i], g = got[i]
+            let error: Double, bound: Double
+            if !e.isFinite || !g.isFinite {
+                // Non-finite values must agree exactly (NaN with NaN, ∞ with the same ∞).
+                let same = (e.isNaN && g.isNaN) || e == g
+                error = same ? 0 : .infinity
+                bound = 0
+            } else {
+                error = (g - e).magnitude
+                bound = scale.bound(i, golden: e, precision: precision)
+            }
+            let ratio = error == 0 ? 0 : (bound == 0 ? .infinity : error / bound)
+            if ratio > 1 { failed = true }
+            if ratio > worstRatio {
+                worstRatio = ratio
+                worst = (expected.index(ofFlat: i), e, g, error, bound)
+            }
+        }
+        return TensorVerdict(name: name, status: failed ? .failed : .passed, worst: worst)
+    }
+}
+
+/// Conventions that engines disagree on at kinks and ties, recognised by name
+/// instead of failed blindly.
+enum Conventions {
+    /// The name of the documented convention `got` follows, if it follows one.
+    static func match(_ c: Case, tensor: String, got: Tensor, scale: ErrorScale, precision: Precision) -> String? {
+        guard c.tags.contains("kink") || c.tags.contains("tie"), let golden = c.expected,
+              let layer = try? LayerRegistry.makeLayer(c) else { return nil }
+        let x = c.inputs[0].tensor
+        let dy = c.upstream ?? Tensor(scalar: 1)
+        var alternatives: [(String, Tensor)] = []
+        if let pool = layer as? MaxPool2D, tensor == "x" {
+            alternatives.append(("max pool routes to the last maximum", route(pool, x, dy, last: true)))
+            alternatives.append(("max pool splits the gradient equally among tied maxima", route(pool, x, dy, last: false)))
+        }
+        if [ReLU.id, LeakyReLU.id, PReLU.id, ELU.id].contains(c.layer), tensor == "x" {
+            var alt = golden.gradients[0].tensor
+            for i in 0..<x.count where x[i] == 0 { alt[i] = dy[i] }
+            alternatives.append(("derivative of the positive branch at x = 0", alt))
+        }
+        if let hinge = layer as? MulticlassHinge, tensor == "scores" {
+            let (n, cl) = (x.shape[0], x.shape[1])
+            let divisor = hinge.reduction == .mean ? Double(n) : 1
+            var alt = Tensor(zeros: x.shape)
+            for i in 0..<n {
+                var count = 0.0
+                for j in 0..<cl where j != hinge.labels[i] && x[i * cl + j] - x[i * cl + hinge.labels[i]] + hinge.margin >= 0 {
+                    alt[i * cl + j] = dy[0] / divisor
+                    count += 1
+                }
+                alt[i * cl + hinge.labels[i]] = -count * dy[0] / divisor
+            }
+            alternatives.append(("hinge term counted as active when its margin is exactly 0", alt))
+        }
+        for (name, alt) in alternatives where Validator.compare(alt, got, scale, precision, name: tensor).status == .passed {
+            return "convention: \(name) (the golden value routes by the pinned rule: \(Catalogue.conventions[c.layer] ?? ""))"
+        }
+        return nil
+    }
+
+    /// Max-pool backward with another tie rule: the last maximum, or an equal split.
+    static func route(_ pool: MaxPool2D, _ x: Tensor, _ dy: Tensor, last: Bool) -> Tensor {
+        var dx = Tensor(zeros: x.shape)
+        pool.window.forEachWindow(input: x.shape) { out, taps in
+            let m = taps.map { x[$0] }.max()!
+            let winners = taps.filter { x[$0] == m }
+            if last { dx[winners.last!] += dy[out] } else { for w in winners { dx[w] += dy[out] / Double(winners.count) } }
+        }
+        return dx
+    }
+}

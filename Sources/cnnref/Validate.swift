@@ -1,0 +1,131 @@
+import ArgumentParser
+import CNNReference
+import Foundation
+import GoldenVectors
+
+extension Precision: ExpressibleByArgument {}
+
+extension CNNRef {
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Judge an engine's results against the golden vectors with per-element error bounds.",
+            discussion: """
+                Every element is compared with its golden value under a forward error bound for the engine's \
+                precision (see README: Validation bounds). Cases the engine did not run are skipped, never passed; \
+                cases whose inputs the precision cannot represent are not applicable. Exit 0 only when nothing failed.
+                """)
+
+        @Argument(help: "The results file written by an engine adapter.")
+        var results: String
+
+        @Option(help: "The engine's precision: float64, float32, tf32, float16 or bfloat16 (default: the results file's).")
+        var precision: Precision?
+
+        @Option(help: "The golden vectors folder.")
+        var vectors: String = "Vectors"
+
+        @Option(help: "Output format: text or json.")
+        var format: OutputFormat = .text
+
+        @Option(help: "Also write a JUnit XML report to this file.")
+        var junit: String?
+
+        @Option(help: "Refuse tensors that would need more than this many bytes.")
+        var maxBytes: Int = CaseFormat.defaultMaxBytes
+
+        func run() throws {
+            let cases: [Case]
+            do { cases = try VectorSet.load(URL(fileURLWithPath: vectors), maxBytes: maxBytes) } catch {
+                throw InputError("", "\(error)")
+            }
+            let text = try readText(results)
+            let file: ResultsFile
+            do {
+                file = try ResultsFile.decode(text, cases: Dictionary(cases.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }), maxBytes: maxBytes)
+            } catch {
+                throw InputError(results, error)
+            }
+            // --precision, when given, says how to judge; otherwise the file's own field.
+            guard let declared = precision ?? Precision(rawValue: file.precision) else {
+                throw InputError(results, CaseError("precision", "expected float64, float32, tf32, float16 or bfloat16, found \"\(file.precision)\""))
+            }
+            let report = Validator.validate(engine: file.engine, precision: declared, cases: cases,
+                                            results: file.results, unsupported: file.unsupported)
+            switch format {
+            case .text: printOut(ValidationText.text(report))
+            case .json: printOut(ValidationText.json(report).formatted())
+            }
+            if let junit {
+                do { try Data(ValidationText.junit(report).utf8).write(to: URL(fileURLWithPath: junit)) } catch {
+                    throw InputError(junit, "cannot write the JUnit report: \(error.localizedDescription)")
+                }
+            }
+            if !report.passed { throw CheckFailed() }
+        }
+    }
+}
+
+enum ValidationText {
+    static func row(_ t: TensorVerdict) -> String {
+        guard let w = t.worst else { return "\(t.name): \(t.status.rawValue)\(t.detail.isEmpty ? "" : ": \(t.detail)")" }
+        return "\(t.name): \(t.status.rawValue); worst \(w.index) expected \(w.expected) got \(w.got) error \(String(format: "%.3g", w.error)) bound \(String(format: "%.3g", w.bound)) error/bound \(String(format: "%.3g", t.ratio))\(t.detail.isEmpty ? "" : "; \(t.detail)")"
+    }
+
+    static func text(_ r: ValidationReport) -> String {
+        var out = "engine \(r.engine), precision \(r.precision.rawValue)\n"
+        for c in r.cases {
+            out += "\(c.id): \(c.status.rawValue)\(c.reason.isEmpty ? "" : " (\(c.reason))")\n"
+            for t in c.tensors { out += "  \(row(t))\n" }
+        }
+        out += r.summary + "\n"
+        return out
+    }
+
+    static func json(_ r: ValidationReport) -> JSON {
+        .object([
+            ("engine", .string(r.engine)), ("precision", .string(r.precision.rawValue)),
+            ("passed", .int(r.count(.passed))), ("failed", .int(r.count(.failed))),
+            ("skipped", .int(r.count(.skipped))), ("not_applicable", .int(r.count(.notApplicable))),
+            ("cases", .array(r.cases.map { c in
+                .object([
+                    ("id", .string(c.id)), ("status", .string(c.status.rawValue)), ("reason", .string(c.reason)),
+                    ("tensors", .array(c.tensors.map { t in
+                        var m: [(String, JSON)] = [("name", .string(t.name)), ("status", .string(t.status.rawValue))]
+                        if let w = t.worst {
+                            m += [("index", .array(w.index.map(JSON.int))), ("expected", .double(w.expected)), ("got", .double(w.got)),
+                                  ("error", .double(w.error)), ("bound", .double(w.bound)), ("ratio", .double(t.ratio))]
+                        }
+                        if !t.detail.isEmpty { m.append(("detail", .string(t.detail))) }
+                        return .object(m)
+                    })),
+                ])
+            })),
+        ])
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    static func junit(_ r: ValidationReport) -> String {
+        let skipped = r.count(.skipped) + r.count(.notApplicable)
+        var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        out += "<testsuite name=\"cnnref validate \(escape(r.engine)) \(r.precision.rawValue)\" tests=\"\(r.cases.count)\" failures=\"\(r.count(.failed))\" skipped=\"\(skipped)\">\n"
+        for c in r.cases {
+            let layer = c.id.split(separator: "/").first.map(String.init) ?? ""
+            out += "  <testcase classname=\"\(escape(layer))\" name=\"\(escape(c.id))\""
+            switch c.status {
+            case .passed:
+                out += "/>\n"
+            case .failed:
+                let failing = c.tensors.filter { $0.status == .failed }.map(row).joined(separator: "\n")
+                out += ">\n    <failure message=\"\(escape(c.tensors.first { $0.status == .failed }.map(row) ?? "failed"))\">\(escape(failing))</failure>\n  </testcase>\n"
+            case .skipped, .notApplicable:
+                out += ">\n    <skipped message=\"\(escape(c.status.rawValue + ": " + c.reason))\"/>\n  </testcase>\n"
+            }
+        }
+        out += "</testsuite>\n"
+        return out
+    }
+}

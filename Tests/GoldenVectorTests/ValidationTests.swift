@@ -1,0 +1,125 @@
+import CNNReference
+import Foundation
+import GoldenVectors
+import Testing
+
+@Suite struct ValidationTests {
+    static let cases = try! VectorSet.load(vectors)
+    static func golden(_ round: (Double) -> Double = { $0 }) -> [String: EngineResult] {
+        Dictionary(uniqueKeysWithValues: cases.map { c in
+            let e = c.expected!
+            func r(_ t: [NamedTensor]) -> [NamedTensor] {
+                t.map { NamedTensor($0.name, Tensor(shape: $0.tensor.shape, scalars: $0.tensor.scalars.map(round))) }
+            }
+            return (c.id, EngineResult(outputs: r(e.outputs), gradients: r(e.gradients)))
+        })
+    }
+
+    @Test(arguments: Precision.allCases)
+    func goldenValuesPassAtEveryPrecision(precision: Precision) {
+        let report = Validator.validate(engine: "golden", precision: precision, cases: Self.cases, results: Self.golden())
+        #expect(report.count(.failed) == 0, "\(report.cases.filter { $0.status == .failed }.map(\.id).prefix(5))")
+        #expect(report.count(.passed) >= 200)
+        // Full-double inputs are not representable below float64: not applicable, never failed.
+        if precision != .float64 {
+            #expect(report.cases.filter { $0.status == .notApplicable }.allSatisfy { $0.id.contains("double") || !$0.reason.isEmpty })
+        }
+    }
+
+    @Test func goldenRoundedToFloat32PassesAtFloat32() {
+        let report = Validator.validate(engine: "golden-f32", precision: .float32, cases: Self.cases,
+                                        results: Self.golden { Double(Float($0)) })
+        #expect(report.count(.failed) == 0, "\(report.cases.filter { $0.status == .failed }.prefix(3).map { "\($0.id) \($0.tensors.filter { $0.status == .failed }.map(\.name))" })")
+        #expect(report.count(.passed) >= 200)
+    }
+
+    /// Nudges one element of one tensor to `factor` times its bound away from the golden value.
+    func nudged(_ id: String, section: String, factor: Double, precision: Precision, index: Int,
+                round: @escaping (Double) -> Double = { $0 }) throws -> (ValidationReport, [Int]) {
+        let c = try #require(Self.cases.first { $0.id == id })
+        var results = Self.golden(round)
+        let golden = c.expected!
+        let scales = try ErrorModel.scales(c, golden: golden)
+        let tensor = section == "outputs" ? golden.outputs[0].tensor : golden.gradients[0].tensor
+        let scale = section == "outputs" ? scales.output : scales.gradients[0]
+        let bound = scale.bound(index, golden: tensor[index], precision: precision)
+        var result = results[id]!
+        if section == "outputs" { result.outputs[0].tensor[index] = tensor[index] + factor * bound }
+        else { result.gradients[0].tensor[index] = tensor[index] + factor * bound }
+        results[id] = result
+        return (Validator.validate(engine: "nudged", precision: precision, cases: Self.cases, results: results), tensor.index(ofFlat: index))
+    }
+
+    @Test func anElementJustBeyondItsBoundFailsAtFloat64AndIsNamed() throws {
+        let (report, index) = try nudged("conv2d/k3-s2-pad1-double", section: "outputs", factor: 1.5, precision: .float64, index: 17)
+        let verdict = try #require(report.cases.first { $0.id == "conv2d/k3-s2-pad1-double" })
+        #expect(verdict.status == .failed)
+        let t = try #require(verdict.tensors.first { $0.status == .failed })
+        #expect(t.name == "outputs.y" && t.worst?.index == index)
+        #expect(report.count(.failed) == 1)
+        // Within the bound it passes.
+        let (inside, _) = try nudged("conv2d/k3-s2-pad1-double", section: "outputs", factor: 0.9, precision: .float64, index: 17)
+        #expect(inside.count(.failed) == 0)
+    }
+
+    @Test func aFloat32ConvolutionOffByTenBoundsFailsAndIsNamed() throws {
+        let id = "conv2d/long-sums-3x3x64-exact"
+        let (report, index) = try nudged(id, section: "outputs", factor: 10, precision: .float32, index: 40, round: { Double(Float($0)) })
+        let verdict = try #require(report.cases.first { $0.id == id })
+        #expect(verdict.status == .failed)
+        #expect(verdict.tensors.first { $0.status == .failed }?.worst?.index == index)
+        #expect(report.count(.failed) == 1)
+    }
+
+    @Test func tieConventionsAreNamedNotFailed() throws {
+        let id = "maxpool2d/tie-all-equal-overlapping"
+        let c = try #require(Self.cases.first { $0.id == id })
+        var results = Self.golden()
+        // An engine that splits each window's gradient among its tied maxima.
+        var dx = Tensor(zeros: c.inputs[0].tensor.shape)
+        let pool = try LayerRegistry.makeLayer(c) as! MaxPool2D
+        pool.window.forEachWindow(input: dx.shape) { out, taps in for t in taps { dx[t] += c.upstream![out] / Double(taps.count) } }
+        results[id]!.gradients = [NamedTensor("x", dx)]
+        let report = Validator.validate(engine: "splitter", precision: .float64, cases: Self.cases, results: results)
+        let verdict = try #require(report.cases.first { $0.id == id })
+        #expect(verdict.status == .passed)
+        #expect(verdict.tensors.contains { $0.status == .convention && $0.detail.contains("splits the gradient equally") })
+    }
+
+    @Test func casesNotRunAreSkippedNeverPassed() {
+        var results = Self.golden()
+        results["relu/on-kink"] = nil
+        results["linear/n2-d3-m4-exact"]!.gradients = []
+        let report = Validator.validate(engine: "partial", precision: .float64, cases: Self.cases, results: results)
+        #expect(report.cases.first { $0.id == "relu/on-kink" }?.status == .skipped)
+        let partial = report.cases.first { $0.id == "linear/n2-d3-m4-exact" }
+        #expect(partial?.status == .passed && partial?.tensors.filter { $0.status == .skipped }.count == 3)
+        #expect(report.count(.skipped) == 1)
+    }
+
+    /// A Swift engine validated in-process, without files: a naive float32 engine
+    /// for linear layers (a plain loop, as an engine would write it).
+    struct NaiveFloat32Linear: Engine {
+        let name = "naive-float32-linear"
+        let precision = Precision.float32
+        func run(_ c: Case) throws -> EngineResult? {
+            guard c.layer == "linear" else { return nil }
+            let x = c.input("x")!, w = c.input("weight")!, b = c.input("bias")!
+            let (n, d, m) = (x.shape[0], x.shape[1], w.shape[0])
+            var y = [Double](repeating: 0, count: n * m)
+            for i in 0..<n { for o in 0..<m {
+                var s = Float(b[o])
+                for k in 0..<d { s += Float(x[i * d + k]) * Float(w[o * d + k]) }
+                y[i * m + o] = Double(s)
+            } }
+            return EngineResult(outputs: [NamedTensor("y", Tensor(shape: [n, m], scalars: y))])
+        }
+    }
+
+    @Test func aSwiftEngineIsValidatedInProcess() {
+        let report = Validator.validate(NaiveFloat32Linear(), cases: Self.cases)
+        #expect(report.count(.failed) == 0)
+        #expect(report.cases.filter { $0.id.hasPrefix("linear/") && $0.status == .passed }.count >= 7)
+        #expect(report.count(.skipped) > 300)   // every other layer: not supported, so skipped
+    }
+}
