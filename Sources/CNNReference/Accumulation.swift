@@ -60,26 +60,33 @@ public struct CorrectlyRounded: Accumulator {
     @usableFromInline var count = 0
     @usableFromInline var needsExact = false
     @usableFromInline var nan = false, positiveInfinity = false, negativeInfinity = false
-    @usableFromInline var exact: ExactSum? = nil
+    /// Set only while replaying the terms into exact arithmetic.
+    @usableFromInline var exact: ExactSumBox? = nil
 
     @inlinable public init() {}
 
     @inlinable
     public mutating func add(_ a: Double, times b: Double) {
-        if exact != nil { exact!.add(a, times: b); return }
         let p = a * b
-        guard a.isFinite && b.isFinite else { noteNonFinite(p); return }
-        let pe = (-p).addingProduct(a, b)   // a·b − p exactly (TwoProduct)
-        // fma's error term is exact only while the product does not underflow.
-        if p.magnitude < 0x1p-968 && a != 0 && b != 0 { needsExact = true }
-        addTerm(p, error: pe)
+        // One test keeps the common case fast: non-finite values, underflowing products
+        // (whose fma error term is no longer exact) and the exact replay all go aside.
+        if !(p.magnitude >= 0x1p-968) || !p.isFinite || exact != nil { addUnusual(a, times: b); return }
+        addTerm(p, error: (-p).addingProduct(a, b))   // a·b − p exactly (TwoProduct)
     }
 
     @inlinable
     public mutating func add(_ a: Double) {
-        if exact != nil { exact!.add(a, times: 1); return }
-        guard a.isFinite else { noteNonFinite(a); return }
+        if !(a.magnitude >= 0x1p-968) || !a.isFinite || exact != nil { addUnusual(a, times: 1); return }
         addTerm(a, error: 0)
+    }
+
+    @usableFromInline
+    mutating func addUnusual(_ a: Double, times b: Double) {
+        if let exact { exact.sum.add(a, times: b); return }
+        let p = a * b
+        guard a.isFinite && b.isFinite else { noteNonFinite(p); return }
+        if !p.isFinite || (a != 0 && b != 0) { needsExact = true }   // overflow, or an inexact error term
+        addTerm(p, error: p.isFinite ? (-p).addingProduct(a, b) : 0)
     }
 
     @inlinable
@@ -88,8 +95,7 @@ public struct CorrectlyRounded: Accumulator {
         let bp = t - s
         let se = (s - (t - bp)) + (p - bp)
         s = t
-        let e = pe + se
-        c += e
+        c += pe + se
         errorMass += pe.magnitude + se.magnitude
         count += 1
     }
@@ -108,9 +114,10 @@ public struct CorrectlyRounded: Accumulator {
         if fast.negativeInfinity { return -.infinity }
         if let certified = fast.certifiedResult(dividedBy: divisor) { return certified }
         var slow = CorrectlyRounded()
-        slow.exact = ExactSum()
+        let box = ExactSumBox()
+        slow.exact = box
         terms(&slow)
-        return slow.exact!.rounded(dividedBy: divisor)
+        return box.sum.rounded(dividedBy: divisor)
     }
 
     /// The correctly rounded result when the fast pass can prove it, else nil.
@@ -152,6 +159,13 @@ public struct CorrectlyRounded: Accumulator {
         if m == 0 { return 0 }
         return min(m.ulp, m.nextDown.ulp) / 2
     }
+}
+
+/// The exact sum the replay writes into (a reference, so the fast path tests one pointer).
+@usableFromInline
+final class ExactSumBox {
+    @usableFromInline var sum = ExactSum()
+    @usableFromInline init() {}
 }
 
 /// Exact arithmetic for the slow path: Σ aᵢ·bᵢ as an integer times a power of two.

@@ -27,6 +27,9 @@ public enum Precision: String, CaseIterable, Sendable {
         }
     }
 
+    /// The smallest normal number of the accumulation format.
+    public var underflowUnit: Double { self == .float64 ? 0x1p-1022 : 0x1p-126 }
+
     /// True when `x` is exactly representable in the format the engine receives its
     /// inputs in (float32 for TF32: it rounds internally).
     public func represents(_ x: Double) -> Bool {
@@ -60,11 +63,14 @@ public struct ErrorScale: Sendable {
     public var magnitude: [Double]
 
     /// |engine − exact| ≤ γ_terms(u_acc)·M + (2u_in + u_in²)·M + u_out·|golden|
-    /// (+ 2⁻⁵³·|golden| for the golden value's own rounding).
+    /// + terms·η (underflow: η is the smallest normal number of the accumulation format,
+    /// so engines that flush subnormals to zero pass) + 2⁻⁵³·|golden| (the golden
+    /// value's own rounding).
     public func bound(_ i: Int, golden: Double, precision p: Precision) -> Double {
         gamma(terms[i], p.accumulationUnit) * magnitude[i]
             + (2 * p.inputUnit + p.inputUnit * p.inputUnit) * magnitude[i]
             + (p.outputUnit + 0x1p-53) * golden.magnitude
+            + max(terms[i], 1) * p.underflowUnit
     }
 }
 
@@ -127,17 +133,32 @@ public enum ErrorModel {
             let members = prelu.backward(x, outputGradient: abs(dy)).parameters[0].scalars.map(\.magnitude)
             return (constant(1, y.scalars.map(\.magnitude)),
                     [constant(1, g[0].scalars.map(\.magnitude)), constant(Double(x.count), members)])
-        case is Sigmoid, is Tanh, is ELU:
-            return (constant(4, y.scalars.map(\.magnitude)), [constant(8, g[0].scalars.map(\.magnitude))])
+        case is Sigmoid:
+            // σ' = σ·(1 − σ) as engines write it: 1 − σ carries an absolute error of u·σ.
+            // exp within 2 ulp (vectorised libraries), then an add and a divide.
+            return (constant(8, y.scalars.map(\.magnitude)),
+                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * logistic(x[$0]) })])
+        case is Tanh:
+            // 1 − t² carries an absolute error of about 2u·t².
+            return (constant(8, y.scalars.map(\.magnitude)),
+                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (1 + y[$0] * y[$0]) })])
+        case let elu as ELU:
+            // For x ≤ 0 engines may form α·eˣ as y + α, which carries an absolute error of u·α.
+            // Engines that form α·(eˣ − 1) without expm1 carry an absolute error of about u·α.
+            return (constant(8, x.scalars.indices.map { y[$0].magnitude + (x[$0] > 0 ? 0 : elu.alpha.magnitude) }),
+                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (x[$0] > 0 ? 1 : exp(x[$0]) * elu.alpha.magnitude + elu.alpha.magnitude) })])
         case let swish as Swish:
             let b = swish.beta
             let dxM = x.scalars.indices.map { i -> Double in
                 let bx = b * x[i]
-                return dy[i].magnitude * (logistic(bx) + bx.magnitude * logisticDerivative(bx))
+                return dy[i].magnitude * logistic(bx) * (1 + bx.magnitude)
             }
-            let dbM = x.scalars.indices.reduce(0.0) { $0 + dy[$1].magnitude * x[$1] * x[$1] * logisticDerivative(b * x[$1]) }
-            return (constant(6, y.scalars.map(\.magnitude)),
-                    [constant(10, dxM), constant(Double(x.count + 10), [dbM])])
+            // The factor σ(1 − σ) carries an absolute error of u·σ (see sigmoid).
+            let dbM = x.scalars.indices.reduce(0.0) { $0 + dy[$1].magnitude * x[$1] * x[$1] * logistic(b * x[$1]) }
+            // x·σ(βx): the sigmoid's 8 steps, a product by β and by x; σ(βx) is
+            // conditioned by |βx|·σ(−βx) in the rounding of βx.
+            let yM = x.scalars.indices.map { i in y[i].magnitude * (1 + (b * x[i]).magnitude) }
+            return (constant(10, yM), [constant(10, dxM), constant(Double(x.count + 10), [dbM])])
         case let softmax as Softmax:
             let axis = softmax.axis < 0 ? softmax.axis + x.rank : softmax.axis
             let len = Double(x.shape[axis])
@@ -153,9 +174,12 @@ public enum ErrorModel {
             var yM = [Double](repeating: 0, count: x.count), dxM = [Double](repeating: 0, count: x.count)
             for slice in AxisSlices(shape: x.shape, axis: axis).all {
                 let m = slice.map { x[$0] }.max() ?? 0
+                let logSum = log(slice.reduce(0.0) { $0 + exp(x[$1] - m) })
                 let total = slice.reduce(0.0) { $0 + dy[$1].magnitude }
                 for i in slice {
-                    yM[i] = y[i].magnitude + (x[i] - m).magnitude
+                    // y = x − (m + log S): the magnitudes of x, m and log S, and the absolute
+                    // error u of log S once S ≥ 1 is rounded (no log1p assumed).
+                    yM[i] = x[i].magnitude + m.magnitude + logSum + 1
                     dxM[i] = dy[i].magnitude + exp(y[i]) * total
                 }
             }
@@ -169,7 +193,8 @@ public enum ErrorModel {
                 let row = Array(x.scalars[i * cl..<(i + 1) * cl])
                 let m = row.max() ?? 0
                 let s = row.reduce(0.0) { $0 + exp($1 - m) }
-                lossM += (log(s) + (row[ce.labels[i]] - m).magnitude) / divisor
+                // log S − (s_y − m) with S ≥ 1 rounded: an absolute error of u in log S (no log1p assumed).
+                lossM += (log(s) + row[ce.labels[i]].magnitude + m.magnitude + 1) / divisor
                 for j in 0..<cl { dxM[i * cl + j] = (exp(row[j] - m) / s + (j == ce.labels[i] ? 1 : 0)) / divisor * dy[0].magnitude }
             }
             return (constant(Double(cl + n + 8), [lossM]), [constant(Double(cl + 8), dxM)])
@@ -181,7 +206,8 @@ public enum ErrorModel {
             for t in 0..<(n * cl) where active[t] == 1 {
                 lossM += (x[t].magnitude + x[(t / cl) * cl + hinge.labels[t / cl]].magnitude + hinge.margin.magnitude) / divisor
             }
-            return (constant(Double(3 * n * cl + 2), [lossM]), [constant(2, g[0].scalars.map(\.magnitude))])
+            // The label's gradient counts up to C − 1 active terms (PyTorch sums C terms of 1/C).
+            return (constant(Double(3 * n * cl + 2), [lossM]), [constant(Double(cl + 2), g[0].scalars.map(\.magnitude))])
         default:
             // A layer the model does not know: only exact agreement passes.
             return (constant(0, y.scalars.map { _ in 0 }), g.map { constant(0, $0.scalars.map { _ in 0 }) })
