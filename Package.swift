@@ -19,12 +19,16 @@ let package = Package(
         .systemLibrary(
             name: "CGSL", pkgConfig: "gsl",
             providers: [.apt(["libgsl-dev"]), .brew(["gsl"])]),
+        .systemLibrary(
+            name: "CMPFR", pkgConfig: "mpfr",
+            providers: [.apt(["libmpfr-dev"]), .brew(["mpfr"])]),
 
         // MARK: - Library
         .target(
             name: "CNNReference",
             dependencies: [.product(name: "BigInt", package: "BigInt")]),
         .target(name: "GradientCheck", dependencies: ["CNNReference", "CGSL"]),
+        .target(name: "PrecisionOracle", dependencies: ["CNNReference", "CMPFR"]),
         .target(
             name: "GoldenVectors",
             dependencies: [
@@ -36,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "cnnref",
             dependencies: [
-                "CNNReference", "GradientCheck", "GoldenVectors",
+                "CNNReference", "GradientCheck", "GoldenVectors", "PrecisionOracle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -47,6 +51,7 @@ let package = Package(
         .testTarget(name: "GradientCheckTests", dependencies: ["CNNReference", "GradientCheck"]),
         .testTarget(name: "GoldenVectorTests", dependencies: ["CNNReference", "GradientCheck", "GoldenVectors"]),
         .testTarget(name: "CLITests", dependencies: ["cnnref"]),
+        .testTarget(name: "PrecisionTests", dependencies: ["CNNReference", "GoldenVectors", "PrecisionOracle"]),
     ],
     swiftLanguageModes: [.v6]
 )

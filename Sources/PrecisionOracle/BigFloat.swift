@@ -1,0 +1,81 @@
+import CMPFR
+
+/// A multiple-precision binary float (MPFR), rounded to nearest after every
+/// operation. The oracle works at 512 bits: a sum of n products of doubles is
+/// then off its exact value by at most n·2⁻⁵¹²·Σ|terms|, far below half an ulp
+/// of any double in the catalogue.
+final class BigFloat {
+    static let precision: mpfr_prec_t = 512
+    /// MPFR writes results in place, often into an operand: a stable pointer, not a Swift property.
+    let value = UnsafeMutablePointer<__mpfr_struct>.allocate(capacity: 1)
+
+    init() { mpfr_init2(value, Self.precision) }
+    convenience init(_ x: Double) {
+        self.init()
+        mpfr_set_d(value, x, MPFR_RNDN)
+    }
+    deinit {
+        mpfr_clear(value)
+        value.deallocate()
+    }
+
+    /// The nearest double (ties to even).
+    var double: Double { mpfr_get_d(value, MPFR_RNDN) }
+    var isNaN: Bool { mpfr_nan_p(value) != 0 }
+    var sign: Int { Int(mpfr_sgn(value)) }
+
+    static func binary(_ a: BigFloat, _ b: BigFloat,
+                       _ op: (UnsafeMutablePointer<__mpfr_struct>, UnsafePointer<__mpfr_struct>, UnsafePointer<__mpfr_struct>, mpfr_rnd_t) -> Int32) -> BigFloat {
+        let r = BigFloat()
+        _ = op(r.value, a.value, b.value, MPFR_RNDN)
+        return r
+    }
+    static func unary(_ a: BigFloat, _ op: (UnsafeMutablePointer<__mpfr_struct>, UnsafePointer<__mpfr_struct>, mpfr_rnd_t) -> Int32) -> BigFloat {
+        let r = BigFloat()
+        _ = op(r.value, a.value, MPFR_RNDN)
+        return r
+    }
+
+    static func + (a: BigFloat, b: BigFloat) -> BigFloat { binary(a, b, mpfr_add) }
+    static func - (a: BigFloat, b: BigFloat) -> BigFloat { binary(a, b, mpfr_sub) }
+    static func * (a: BigFloat, b: BigFloat) -> BigFloat { binary(a, b, mpfr_mul) }
+    static func / (a: BigFloat, b: BigFloat) -> BigFloat { binary(a, b, mpfr_div) }
+    static prefix func - (a: BigFloat) -> BigFloat { unary(a, mpfr_neg) }
+    static func > (a: BigFloat, b: BigFloat) -> Bool { mpfr_greater_p(a.value, b.value) != 0 }
+    static func < (a: BigFloat, b: BigFloat) -> Bool { mpfr_less_p(a.value, b.value) != 0 }
+
+    var exp: BigFloat { Self.unary(self, mpfr_exp) }
+    var expm1: BigFloat { Self.unary(self, mpfr_expm1) }
+    var log: BigFloat { Self.unary(self, mpfr_log) }
+    var tanh: BigFloat { Self.unary(self, mpfr_tanh) }
+    var magnitude: BigFloat { Self.unary(self, mpfr_abs) }
+
+    /// self += a·b, rounded once.
+    func addProduct(_ a: BigFloat, _ b: BigFloat) {
+        _ = mpfr_fma(value, a.value, b.value, value, MPFR_RNDN)
+    }
+    func add(_ a: BigFloat) { _ = mpfr_add(value, value, a.value, MPFR_RNDN) }
+}
+
+extension BigFloat {
+    static var zero: BigFloat { BigFloat(0) }
+    static var one: BigFloat { BigFloat(1) }
+    /// σ(x) = 1/(1 + e^−x).
+    var logistic: BigFloat { .one / (.one + (-self).exp) }
+}
+
+/// The error of `ours` in units in the last place of the true value `truth`:
+/// |ours − truth| / ulp(truth rounded), with the ulp of a zero or subnormal result
+/// taken as that of the subnormals, 2⁻¹⁰⁷⁴. A NaN or infinity must match exactly
+/// (0 ulp) or counts as infinitely wrong.
+func ulpError(_ ours: Double, _ truth: BigFloat) -> Double {
+    let t = truth.double
+    if truth.isNaN || !t.isFinite || !ours.isFinite {
+        return (truth.isNaN && ours.isNaN) || t == ours ? 0 : .infinity
+    }
+    let difference = (BigFloat(ours) - truth).magnitude
+    let ulp = max(t.magnitude.ulp, 0x1p-1074)
+    // For a power of two, the ulp below it is half: measure on the side ours lies.
+    let spacing = ours.magnitude < t.magnitude && t.magnitude == t.magnitude.binade ? ulp / 2 : ulp
+    return (difference / BigFloat(spacing)).double
+}
