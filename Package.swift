@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "GoldenVectors",
             dependencies: [
-                "CNNReference", "CGSL", "GradientCheck",
+                "CNNReference", "CGSL", "GradientCheck", "PrecisionOracle",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
 

@@ -3,18 +3,14 @@ import Foundation
 // Elementwise nonlinearities. Each keeps its function and its derivative side
 // by side; at a kink the derivative is PyTorch's choice, stated per layer.
 
-/// The logistic function, without overflow for any x: 1/(1 + e^−x) for x ≥ 0,
-/// e^x/(1 + e^x) for x < 0.
-@inlinable
-public func logistic(_ x: Double) -> Double {
-    if x >= 0 { return 1 / (1 + exp(-x)) }
-    let e = exp(x)
-    return e / (1 + e)
-}
+/// The logistic function σ(x) = 1/(1 + e^−x), computed in double-double without
+/// overflow for any x and rounded once.
+public func logistic(_ x: Double) -> Double { DoubleDouble.logistic(DoubleDouble(x)).value }
 
-/// σ'(x) = σ(x)·σ(−x), which avoids the cancellation in σ(x)·(1 − σ(x)) for large x.
-@inlinable
-public func logisticDerivative(_ x: Double) -> Double { logistic(x) * logistic(-x) }
+/// σ'(x) = σ(x)·σ(−x), which has no cancellation where σ(x)·(1 − σ(x)) has.
+public func logisticDerivative(_ x: Double) -> Double {
+    (DoubleDouble.logistic(DoubleDouble(x)) * DoubleDouble.logistic(DoubleDouble(-x))).value
+}
 
 /// ReLU: y = max(0, x), with relu(−0) = +0. Derivative 1 for x > 0, else 0
 /// (ReLU'(0) = 0, PyTorch's and JAX's choice).
@@ -117,9 +113,10 @@ public struct PReLU: ElementwiseLayer, PiecewiseSmooth {
     }
 }
 
-/// ELU: y = x for x > 0, α·(e^x − 1) for x ≤ 0 (computed with `expm1`, so
-/// small negative x keeps full precision). Derivative 1 for x > 0, α·e^x for
-/// x ≤ 0: at x = 0 the negative branch, α (PyTorch's choice).
+/// ELU: y = x for x > 0, α·(e^x − 1) for x ≤ 0 (e^x − 1 as expm1 in double-double,
+/// so small negative x keeps full precision). Derivative 1 for x > 0, α·e^x for
+/// x ≤ 0: at x = 0 the negative branch, α (PyTorch's choice). Each value is
+/// computed in double-double and rounded once.
 public struct ELU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "elu"
     public let alpha: Double
@@ -129,18 +126,24 @@ public struct ELU: ElementwiseLayer, PiecewiseSmooth {
     @_specialize(where A == CompensatedSum)
     @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : alpha * expm1($0) })
+        Tensor(shape: x.shape, scalars: x.scalars.map(value))
+    }
+    func value(_ x: Double) -> Double {
+        x > 0 ? x : (DoubleDouble(alpha) * DoubleDouble.expm1(DoubleDouble(x))).value
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
-        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $0 > 0 ? $1 : $1 * (alpha * exp($0)) }))
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
+            x > 0 ? g : (DoubleDouble(g) * DoubleDouble(alpha) * DoubleDouble.exp(DoubleDouble(x))).value
+        }))
     }
     public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
     public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: zip(x.scalars, piece).map { $1 == 1 ? $0 : alpha * expm1($0) })
+        Tensor(shape: x.shape, scalars: zip(x.scalars, piece).map { $1 == 1 ? $0 : (DoubleDouble(alpha) * DoubleDouble.expm1(DoubleDouble($0))).value })
     }
 }
 
-/// Sigmoid: y = σ(x) = 1/(1 + e^−x); derivative σ(x)·σ(−x).
+/// Sigmoid: y = σ(x) = 1/(1 + e^−x); derivative σ(x)·σ(−x); each value computed in
+/// double-double and rounded once.
 public struct Sigmoid: ElementwiseLayer {
     public static let id = "sigmoid"
     public var parameters: [NamedTensor] = []
@@ -152,33 +155,41 @@ public struct Sigmoid: ElementwiseLayer {
         Tensor(shape: x.shape, scalars: x.scalars.map(logistic))
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
-        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { $1 * logisticDerivative($0) }))
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
+            (DoubleDouble(g) * DoubleDouble.logistic(DoubleDouble(x)) * DoubleDouble.logistic(DoubleDouble(-x))).value
+        }))
     }
 }
 
-/// Tanh: y = tanh(x); derivative 1 − tanh² = sech²(x), computed as
-/// 4e/(1 + e)² with e = e^−2|x|, which has no cancellation for large |x|.
+/// Tanh: y = tanh(x), as (e^2|x| − 1)/(e^2|x| + 1) in double-double (expm1 for
+/// |x| < ½, 1 − 2/(e^2|x| + 1) above); derivative 1 − tanh² = sech²(x), as 4e/(1 + e)²
+/// with e = e^−2|x|, which has no cancellation for large |x|. Rounded once.
 public struct Tanh: ElementwiseLayer {
     public static let id = "tanh"
     public var parameters: [NamedTensor] = []
     public init() {}
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: x.scalars.map { tanh($0) })
+        Tensor(shape: x.shape, scalars: x.scalars.map { x in
+            let a = DoubleDouble(2 * x.magnitude)
+            let one = DoubleDouble(1), two = DoubleDouble(2)
+            let t = x.magnitude < 0.5 ? DoubleDouble.expm1(a) / (DoubleDouble.expm1(a) + two)
+                                      : one - two / (DoubleDouble.exp(a) + one)
+            return x.isNaN ? x : (x < 0 ? -t.value : t.value)
+        })
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
-            let e = exp(-2 * x.magnitude)
-            return g * (4 * e / ((1 + e) * (1 + e)))
+            let e = DoubleDouble.exp(DoubleDouble(-2 * x.magnitude))
+            let onePlus = DoubleDouble(1) + e
+            return (DoubleDouble(g) * DoubleDouble(4) * e / (onePlus * onePlus)).value
         }))
     }
 }
 
 /// Swish: y = x·σ(βx) with a learnable β (`beta` [1]); β = 1 is SiLU.
-/// dy/dx = σ(βx)·(1 + βx·σ(−βx)); dL/dβ = Σ dy·x²·σ(βx)·σ(−βx) (a correctly
-/// rounded sum over all elements).
+/// dy/dx = σ(βx)·(1 + βx·σ(−βx)); dL/dβ = Σ dy·x²·σ(βx)·σ(−βx), summed in
+/// double-double over all elements. βx is formed exactly; every value is
+/// computed in double-double and rounded once.
 public struct Swish: ElementwiseLayer {
     public static let id = "swish"
     public var parameters: [NamedTensor]
@@ -195,17 +206,20 @@ public struct Swish: ElementwiseLayer {
     @_specialize(where A == CompensatedSum)
     @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: x.scalars.map { $0 * logistic(beta * $0) })
+        Tensor(shape: x.shape, scalars: x.scalars.map { x in
+            (DoubleDouble(x) * DoubleDouble.logistic(DoubleDouble.product(beta, x))).value
+        })
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         let b = beta
-        let dx = zip(x.scalars, dy.scalars).map { x, g in
-            g * (logistic(b * x) * (1 + b * x * logistic(-b * x)))
-        }
-        let dbeta = CorrectlyRounded.sum { acc in
-            for (x, g) in zip(x.scalars, dy.scalars) { acc.add(g, times: x * x * logisticDerivative(b * x)) }
+        var dbeta = DoubleDoubleSum()
+        let dx = zip(x.scalars, dy.scalars).map { x, g -> Double in
+            let z = DoubleDouble.product(b, x)          // βx exactly
+            let s = DoubleDouble.logistic(z), sMinus = DoubleDouble.logistic(-z)
+            dbeta.add(DoubleDouble(g) * DoubleDouble.product(x, x) * s * sMinus)
+            return (DoubleDouble(g) * s * (DoubleDouble(1) + z * sMinus)).value
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx),
-                         parameters: [Tensor(shape: [1], scalars: [dbeta])])
+                         parameters: [Tensor(shape: [1], scalars: [dbeta.total.value])])
     }
 }

@@ -19,10 +19,10 @@ func checkScoresAndLabels(_ s: [Int], _ labels: [Int]) throws(CaseError) {
 /// Softmax cross-entropy on logits: L_i = log Σ_j e^(s_ij) − s_{i,y_i}, loss =
 /// Σ_i L_i (sum) or (Σ_i L_i)/N (mean), unweighted, no label smoothing.
 ///
-/// L_i is computed as log1p(Σ_{j≠argmax} e^(s_j − m)) − (s_y − m) with m the
-/// row maximum; the loss is one correctly rounded sum (and quotient). The
-/// gradient is (p_ij − [j = y_i])/N (mean) or without /N (sum), with
-/// p_y − 1 = −Σ_{j≠y} p_j to avoid cancellation; it is scaled by the upstream scalar.
+/// L_i = log Σ_j e^(s_j − m) − (s_y − m) with m the row maximum, the gradient
+/// (p_ij − [j = y_i])/N (mean) or without /N (sum), p_y − 1 written as
+/// −Σ_{j≠y} p_j to avoid cancellation, scaled by the upstream scalar. Everything
+/// is computed in double-double and rounded once.
 public struct SoftmaxCrossEntropy: Layer {
     public static let id = "softmax_cross_entropy"
     public let labels: [Int]
@@ -41,33 +41,35 @@ public struct SoftmaxCrossEntropy: Layer {
         return []
     }
 
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
-    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+    func rows(_ x: Tensor) -> [ShiftedExponentials?] {
         let (n, c) = (x.shape[0], x.shape[1])
-        let perSample = (0..<n).map { i -> Double in
-            let row = Array(x.scalars[i * c..<(i + 1) * c])
-            let lse = logSumExpOffset(row, A.self)
-            return lse.log - (row[labels[i]] - lse.max)
+        return (0..<n).map { i in ShiftedExponentials(Array(x.scalars[i * c..<(i + 1) * c])) }
+    }
+
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        var total = DoubleDoubleSum()
+        for (i, row) in rows(x).enumerated() {
+            guard let row else { return Tensor(scalar: .nan) }
+            total.add(DoubleDouble.log(row.total) - row.shifted[labels[i]])
         }
-        let total = A.sum(dividedBy: reduction == .mean ? Double(n) : 1) { acc in for l in perSample { acc.add(l) } }
-        return Tensor(scalar: total)
+        let n = DoubleDouble(Double(x.shape[0]))
+        return Tensor(scalar: (reduction == .mean ? total.total / n : total.total).value)
     }
 
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
-        let (n, c) = (x.shape[0], x.shape[1])
-        let scale = reduction == .mean ? Double(n) : 1
+        let c = x.shape[1]
+        let scale = DoubleDouble(dy[0]) / DoubleDouble(reduction == .mean ? Double(x.shape[0]) : 1)
         var dx = x.scalars
-        for i in 0..<n {
-            let row = Array(x.scalars[i * c..<(i + 1) * c])
-            let m = row.max() ?? 0
-            let e = row.map { exp($0 - m) }
-            let total = CorrectlyRounded.sum { acc in for v in e { acc.add(v) } }
-            let others = CorrectlyRounded.sum { acc in for (j, v) in e.enumerated() where j != labels[i] { acc.add(v) } }
+        for (i, row) in rows(x).enumerated() {
+            guard let row else {
+                for j in 0..<c { dx[i * c + j] = .nan }
+                continue
+            }
+            var others = DoubleDoubleSum()
+            for (j, e) in row.exponentials.enumerated() where j != labels[i] { others.add(e) }
             for j in 0..<c {
-                let g = j == labels[i] ? -(others / total) : e[j] / total
-                dx[i * c + j] = g / scale * dy[0]
+                let g = j == labels[i] ? -(others.total / row.total) : row.probability(j)
+                dx[i * c + j] = (g * scale).value
             }
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))

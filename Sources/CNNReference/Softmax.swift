@@ -27,10 +27,28 @@ func checkAxis(_ axis: Int, _ shape: [Int]) throws(CaseError) -> Int {
     return axis < 0 ? axis + shape.count : axis
 }
 
+/// The exponentials of one slice, shifted by its maximum, in double-double.
+struct ShiftedExponentials {
+    /// x_k − m exactly, e^(x_k − m), and their sum S ≥ 1; nil for a slice that is
+    /// NaN, holds +∞, or is all −∞ (its softmax is NaN, as PyTorch's).
+    let shifted: [DoubleDouble], exponentials: [DoubleDouble], total: DoubleDouble
+
+    init?(_ values: [Double]) {
+        guard !values.contains(where: \.isNaN), let m = values.max(), m.isFinite else { return nil }
+        shifted = values.map { DoubleDouble.difference($0, m) }
+        exponentials = shifted.map(DoubleDouble.exp)
+        var sum = DoubleDoubleSum()
+        for e in exponentials { sum.add(e) }
+        total = sum.total
+    }
+
+    func probability(_ k: Int) -> DoubleDouble { exponentials[k] / total }
+}
+
 /// Softmax along `axis`: y_k = e^(x_k − m) / Σ_j e^(x_j − m) with m the slice
 /// maximum (so no overflow for logits near ±1000; −∞ entries give 0; a slice
-/// that is all −∞ or holds +∞ gives NaN, as PyTorch). The denominator is a
-/// correctly rounded sum. Backward: dx_k = y_k·(dy_k − Σ_j dy_j·y_j).
+/// that is all −∞ or holds +∞ gives NaN, as PyTorch). Backward: dx_k = y_k·(dy_k −
+/// Σ_j dy_j·y_j). Every value is computed in double-double and rounded once.
 public struct Softmax: ElementwiseLayer {
     public static let id = "softmax"
     public let axis: Int
@@ -42,39 +60,34 @@ public struct Softmax: ElementwiseLayer {
         return s
     }
 
-    func slices(_ shape: [Int]) -> [[Int]] {
-        AxisSlices(shape: shape, axis: axis < 0 ? axis + shape.count : axis).all
-    }
-
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
-        for slice in slices(x.shape) {
-            let values = slice.map { x[$0] }
-            let m = values.contains(where: \.isNaN) ? .nan : values.max() ?? 0
-            let e = values.map { exp($0 - m) }
-            let total = A.sum { acc in for v in e { acc.add(v) } }
-            for (k, i) in slice.enumerated() { y[i] = e[k] / total }
+        for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
+            let e = ShiftedExponentials(slice.map { x[$0] })
+            for (k, i) in slice.enumerated() { y[i] = e?.probability(k).value ?? .nan }
         }
         return Tensor(shape: x.shape, scalars: y)
     }
 
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
-        let y = forward(x)
         var dx = x.scalars
-        for slice in slices(x.shape) {
-            let dot = CorrectlyRounded.sum { acc in for i in slice { acc.add(dy[i], times: y[i]) } }
-            for i in slice { dx[i] = y[i] * (dy[i] - dot) }
+        for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
+            guard let e = ShiftedExponentials(slice.map { x[$0] }) else {
+                for i in slice { dx[i] = .nan }
+                continue
+            }
+            let p = slice.indices.map(e.probability)
+            var dot = DoubleDoubleSum()
+            for (k, i) in slice.enumerated() { dot.add(DoubleDouble(dy[i]) * p[k]) }
+            for (k, i) in slice.enumerated() { dx[i] = (p[k] * (DoubleDouble(dy[i]) - dot.total)).value }
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))
     }
 }
 
-/// Log-softmax along `axis`: y_k = (x_k − m) − log Σ_j e^(x_j − m), with the
-/// sum written as 1 + Σ_{j≠argmax} and taken through `log1p`. Backward:
-/// dx_k = dy_k − e^(y_k)·Σ_j dy_j.
+/// Log-softmax along `axis`: y_k = (x_k − m) − log Σ_j e^(x_j − m). Backward:
+/// dx_k = dy_k − e^(y_k)·Σ_j dy_j. Every value is computed in double-double and
+/// rounded once.
 public struct LogSoftmax: ElementwiseLayer {
     public static let id = "log_softmax"
     public let axis: Int
@@ -86,35 +99,27 @@ public struct LogSoftmax: ElementwiseLayer {
         return s
     }
 
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
         for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
-            let logSum = logSumExpOffset(slice.map { x[$0] }, A.self)
-            for i in slice { y[i] = (x[i] - logSum.max) - logSum.log }
+            let e = ShiftedExponentials(slice.map { x[$0] })
+            let logTotal = e.map { DoubleDouble.log($0.total) }
+            for (k, i) in slice.enumerated() { y[i] = e.map { ($0.shifted[k] - logTotal!).value } ?? .nan }
         }
         return Tensor(shape: x.shape, scalars: y)
     }
 
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
-        let y = forward(x)
         var dx = x.scalars
         for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
-            let total = CorrectlyRounded.sum { acc in for i in slice { acc.add(dy[i]) } }
-            for i in slice { dx[i] = dy[i] - exp(y[i]) * total }
+            guard let e = ShiftedExponentials(slice.map { x[$0] }) else {
+                for i in slice { dx[i] = .nan }
+                continue
+            }
+            var total = DoubleDoubleSum()
+            for i in slice { total.add(DoubleDouble(dy[i])) }
+            for (k, i) in slice.enumerated() { dx[i] = (DoubleDouble(dy[i]) - e.probability(k) * total.total).value }
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))
     }
-}
-
-/// log Σ e^(v_j) as `max + log`, with `log` = log1p(Σ_{j ≠ first argmax} e^(v_j − max)).
-func logSumExpOffset<A: Accumulator>(_ v: [Double], _: A.Type) -> (max: Double, log: Double) {
-    if v.contains(where: \.isNaN) { return (.nan, .nan) }
-    guard let m = v.max() else { return (0, 0) }
-    guard m.isFinite else { return (m, .nan) }   // +∞, or every entry −∞
-    let top = v.firstIndex(of: m)!
-    let rest = A.sum { acc in for (j, value) in v.enumerated() where j != top { acc.add(exp(value - m)) } }
-    return (m, log1p(rest))
 }

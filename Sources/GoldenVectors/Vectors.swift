@@ -1,5 +1,6 @@
 import CNNReference
 import Crypto
+import PrecisionOracle
 import Foundation
 
 /// The version written into every manifest, so a consumer knows which
@@ -13,6 +14,8 @@ public struct ManifestEntry: Equatable, Sendable {
     public var path: String
     public var tags: [String]
     public var sha256: String
+    /// The largest error of any value of the case, in ulps, against the 512-bit oracle.
+    public var worstUlp: Double?
 }
 
 public enum Manifest {
@@ -26,7 +29,8 @@ public enum Manifest {
             ("generator", .string(generatorVersion)),
             ("cases", .array(entries.map { e in
                 .object([("id", .string(e.id)), ("layer", .string(e.layer)), ("path", .string(e.path)),
-                         ("tags", .array(e.tags.map(JSON.string))), ("sha256", .string(e.sha256))])
+                         ("tags", .array(e.tags.map(JSON.string))), ("sha256", .string(e.sha256))]
+                        + (e.worstUlp.map { [("worst_ulp", JSON.number(String(format: "%.3f", $0)))] } ?? []))
             })),
         ])
     }
@@ -50,8 +54,10 @@ public enum Manifest {
             if case .array(let t)? = item["tags"] {
                 for tag in t { if case .string(let s) = tag { tags.append(s) } }
             }
+            var worst: Double? = nil
+            if case .number(let w)? = item["worst_ulp"] { worst = Double(w) }
             out.append(ManifestEntry(id: try field("id"), layer: try field("layer"), path: try field("path"),
-                                     tags: tags, sha256: try field("sha256")))
+                                     tags: tags, sha256: try field("sha256"), worstUlp: worst))
         }
         return out
     }
@@ -68,8 +74,9 @@ public enum Generator {
         catalogue.cases.map { c in
             let evaluated = try! c.evaluated()   // the catalogue is ours: a failure here is a bug
             let text = evaluated.json.formatted()
+            let worst = Oracle.measure([evaluated]).worstPerCase[c.id]
             let entry = ManifestEntry(id: c.id, layer: c.layer, path: "\(c.id).json", tags: c.tags,
-                                      sha256: sha256Hex(Data(text.utf8)))
+                                      sha256: sha256Hex(Data(text.utf8)), worstUlp: worst)
             return (entry, text)
         }
     }
