@@ -44,6 +44,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        .executableTarget(name: "cnnref-fuzz", dependencies: ["GoldenVectors"]),
+
         // MARK: - Tests
         .testTarget(
             name: "CNNReferenceTests",

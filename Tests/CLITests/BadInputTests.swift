@@ -177,3 +177,79 @@ import Testing
         #expect(object?["passed"] as? Int == 1)
     }
 }
+
+/// Results files for `cnnref validate`: malformed ones get one line and status 2.
+@Suite struct BadResultsTests {
+    static let good = #"{"engine": "t", "precision": "float64", "results": {"relu/on-kink": {"outputs": {"y": {"shape": [4], "data": [0, 0, 0, 0.5]}}}}}"#
+    static let table: [(String, String, [String])] = [
+        ("not JSON", "{\"engine\": ", ["malformed JSON"]),
+        ("results missing", #"{"engine": "t", "precision": "float64"}"#, ["results", "expected an object"]),
+        ("unknown case", good.replacingOccurrences(of: "relu/on-kink", with: "relu/nope"), ["results.relu/nope", "unknown case"]),
+        ("unknown tensor", good.replacingOccurrences(of: "{\"y\":", with: "{\"z\":"), ["results.relu/on-kink.outputs.z", "no outputs tensor"]),
+        ("wrong shape", good.replacingOccurrences(of: "[4], \"data\": [0, 0, 0, 0.5]", with: "[2, 2], \"data\": [0, 0, 0, 0.5]"), ["outputs.y.shape", "expected [4]"]),
+        ("wrong count", good.replacingOccurrences(of: "[0, 0, 0, 0.5]", with: "[0, 0, 0]"), ["outputs.y.data", "needs 4 elements"]),
+        ("non-number", good.replacingOccurrences(of: "[0, 0, 0, 0.5]", with: "[0, 0, 0, \"half\"]"), ["outputs.y.data[3]", "expected a number"]),
+        ("unknown precision", good.replacingOccurrences(of: "float64", with: "float8"), ["precision", "float8"]),
+        ("unknown field", good.replacingOccurrences(of: "\"engine\"", with: "\"engines\": 1, \"engine\""), ["engines", "unknown field"]),
+    ]
+
+    @Test func malformedResultsGetOneLineAndStatus2() throws {
+        for (name, text, words) in Self.table {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-results-\(UUID().uuidString).json").path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let result = try run(["validate", path])
+            #expect(result.status == 2, "\(name): \(result.status) \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.contains(path), "\(name): \(result.stderr)")
+            for w in words { #expect(result.stderr.contains(w), "\(name): '\(w)' missing from \(result.stderr)") }
+        }
+    }
+
+    @Test func aPartialResultsFileSkipsTheRestAndPasses() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-results-\(UUID().uuidString).json").path
+        try Self.good.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let junit = path + ".xml"
+        let result = try run(["validate", path, "--junit", junit])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasSuffix("1 passed, 0 failed, 418 skipped, 0 not applicable\n"))
+        let xml = try String(contentsOfFile: junit, encoding: .utf8)
+        #expect(xml.contains("tests=\"419\" failures=\"0\" skipped=\"418\""))
+    }
+
+    @Test func aWrongValueFailsWithStatus1AndNamesTheElement() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-results-\(UUID().uuidString).json").path
+        try Self.good.replacingOccurrences(of: "[0, 0, 0, 0.5]", with: "[0, 0, 0, 0.5000001]").write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try run(["validate", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("outputs.y: failed; worst [3] expected 0.5 got 0.5000001"))
+    }
+}
+
+/// Determinism under load: two generations at once write identical bytes.
+@Suite struct DeterminismTests {
+    @Test func concurrentGenerationsWriteIdenticalBytes() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-gen-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let dirs = [base.appendingPathComponent("a").path, base.appendingPathComponent("b").path]
+        let processes = dirs.map { dir -> Process in
+            let p = Process()
+            p.executableURL = cnnref
+            p.arguments = ["generate", "--output", dir]
+            p.standardOutput = FileHandle.nullDevice
+            return p
+        }
+        for p in processes { try p.run() }
+        for p in processes { p.waitUntilExit(); #expect(p.terminationStatus == 0) }
+        let files = try FileManager.default.subpathsOfDirectory(atPath: dirs[0]).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(files.count == 420)
+        for f in files {
+            #expect(FileManager.default.contents(atPath: dirs[0] + "/" + f) == FileManager.default.contents(atPath: dirs[1] + "/" + f), "\(f) differs")
+        }
+        // And both equal the committed vectors.
+        for f in ["manifest.json", "conv2d/cs231n-demo.json", "softmax/logits-near-1000.json"] {
+            #expect(FileManager.default.contents(atPath: dirs[0] + "/" + f) == FileManager.default.contents(atPath: repository.path + "/Vectors/" + f))
+        }
+    }
+}

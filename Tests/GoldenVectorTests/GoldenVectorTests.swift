@@ -136,3 +136,13 @@ let vectors = repository.appendingPathComponent("Vectors")
         #expect(problems.count == 8, "\(problems)")
     }
 }
+
+/// A short bounded fuzz run in every test run: the seeded mutation loop over the
+/// case and results decoders (Tools/fuzz.sh runs libFuzzer for longer).
+@Suite struct FuzzTests {
+    @Test func decodersSurviveMutatedInputs() {
+        let tried = Fuzzing.run(iterations: 20_000, seconds: 20, seed: 7)
+        #expect(tried >= 1000)
+        // Reaching here means none of them trapped.
+    }
+}
