@@ -25,12 +25,12 @@ extension Accumulator {
     }
 }
 
-/// A plain fused multiply-add loop: what an engine would write. Fast, with the
-/// usual error of recursive summation (γₙ·Σ|terms|).
+/// A plain multiply-add loop: what an engine would write. Fast, with the usual
+/// error of recursive summation (γₙ·Σ|terms|).
 public struct PlainSum: Accumulator {
     @usableFromInline var s = 0.0
     @inlinable public init() {}
-    @inlinable public mutating func add(_ a: Double, times b: Double) { s = s.addingProduct(a, b) }
+    @inlinable public mutating func add(_ a: Double, times b: Double) { s += a * b }
     @inlinable public mutating func add(_ a: Double) { s += a }
     @inlinable
     public static func sum(dividedBy divisor: Double, _ terms: (inout PlainSum) -> Void) -> Double {
@@ -67,10 +67,13 @@ public struct CorrectlyRounded: Accumulator {
 
     @inlinable
     public mutating func add(_ a: Double, times b: Double) {
-        let p = a * b
         // One test keeps the common case fast: non-finite values, underflowing products
         // (whose fma error term is no longer exact) and the exact replay all go aside.
-        if !(p.magnitude >= 0x1p-968) || !p.isFinite || exact != nil { addUnusual(a, times: b); return }
+        let p = a * b
+        if !(p.magnitude >= 0x1p-968) || !p.isFinite || exact != nil {
+            addUnusual(a, times: b)
+            return
+        }
         addTerm(p, error: (-p).addingProduct(a, b))   // a·b − p exactly (TwoProduct)
     }
 
@@ -86,7 +89,7 @@ public struct CorrectlyRounded: Accumulator {
         let p = a * b
         guard a.isFinite && b.isFinite else { noteNonFinite(p); return }
         if !p.isFinite || (a != 0 && b != 0) { needsExact = true }   // overflow, or an inexact error term
-        addTerm(p, error: p.isFinite ? (-p).addingProduct(a, b) : 0)
+        addTerm(p, error: p.isFinite ? (-p).addingProduct(a, b) : 0)   // the exact path decides anyway
     }
 
     @inlinable
@@ -95,8 +98,9 @@ public struct CorrectlyRounded: Accumulator {
         let bp = t - s
         let se = (s - (t - bp)) + (p - bp)
         s = t
-        c += pe + se
-        errorMass += pe.magnitude + se.magnitude
+        let e = pe + se
+        c += e
+        errorMass += e.magnitude
         count += 1
     }
 
@@ -124,8 +128,9 @@ public struct CorrectlyRounded: Accumulator {
     @usableFromInline
     func certifiedResult(dividedBy divisor: Double) -> Double? {
         guard !needsExact, s.isFinite, c.isFinite else { return nil }
-        // |c − Σ errors| ≤ γ₂ₙ·Σ|errors| (recursive summation of 2n terms,
-        // Higham 2002, eq. 4.4); doubled to cover the rounding of errorMass itself.
+        // c sums the n rounded pairs eᵢ = fl(peᵢ + seᵢ): |c − Σ(peᵢ + seᵢ)| ≤ γₙ₊₁·Σ|eᵢ|·(1 + u)
+        // (recursive summation, Higham 2002, eq. 4.4, plus the rounding of each pair);
+        // γ₂ₙ₊₂ and a factor 2 cover that and the rounding of errorMass itself.
         let u = 0x1p-53
         let m = Double(2 * count + 2)
         let bound = errorMass == 0 ? 0 : 2 * (m * u / (1 - m * u)) * errorMass
@@ -151,13 +156,12 @@ public struct CorrectlyRounded: Accumulator {
         return slack * (1 + 0x1p-50) < halfGap(result) ? result : nil
     }
 
-    /// Half the distance from `r` to its nearer neighbour: any real value closer
-    /// to `r` than this rounds to `r`.
+    /// Half the distance from r to its nearer neighbour (a quarter ulp at a power of
+    /// two, where the spacing below halves): any real value closer to r than this
+    /// rounds to r. Zero for r = 0, which the fast pass never certifies.
     @usableFromInline
     func halfGap(_ r: Double) -> Double {
-        let m = r.magnitude
-        if m == 0 { return 0 }
-        return min(m.ulp, m.nextDown.ulp) / 2
+        r == 0 ? 0 : r.magnitude.ulp / (r.significandBitPattern == 0 ? 4 : 2)
     }
 }
 
@@ -261,27 +265,32 @@ public func roundToDouble(_ n: BigInt, timesTwoToThe e: Int, dividedBy d: BigUIn
 /// gradient checker evaluates its objective with it, so the objective's
 /// rounding noise is about ε·Σ|terms| and can be bounded in the tolerance.
 public struct CompensatedSum: Accumulator {
-    @usableFromInline var s = 0.0, c = 0.0
+    // Two interleaved lanes (terms alternate between them), so consecutive additions
+    // do not wait on each other; the lanes are merged with one more TwoSum.
+    @usableFromInline var s = 0.0, c = 0.0, s2 = 0.0, c2 = 0.0
     @inlinable public init() {}
     @inlinable public mutating func add(_ a: Double, times b: Double) {
         let p = a * b
         let pe = (-p).addingProduct(a, b)
         let t = s + p
         let bp = t - s
-        c += ((s - (t - bp)) + (p - bp)) + pe
-        s = t
+        let c1 = c + (((s - (t - bp)) + (p - bp)) + pe)
+        (s, c, s2, c2) = (s2, c2, t, c1)
     }
     @inlinable public mutating func add(_ a: Double) {
         let t = s + a
         let bp = t - s
-        c += (s - (t - bp)) + (a - bp)
-        s = t
+        let c1 = c + ((s - (t - bp)) + (a - bp))
+        (s, c, s2, c2) = (s2, c2, t, c1)
     }
     @inlinable
     public static func sum(dividedBy divisor: Double, _ terms: (inout CompensatedSum) -> Void) -> Double {
         var acc = CompensatedSum()
         terms(&acc)
-        let r = acc.s + acc.c
+        let t = acc.s + acc.s2
+        let bp = t - acc.s
+        let e = (acc.s - (t - bp)) + (acc.s2 - bp)
+        let r = t + (acc.c + acc.c2 + e)
         return divisor == 1 ? r : r / divisor
     }
 }

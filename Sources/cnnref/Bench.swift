@@ -62,24 +62,47 @@ extension CNNRef {
             printOut("verify \(count) cases:   \(seconds(verify)) (target < 20 s)\n")
 
             printOut("accumulate, ns per multiply-add (median):\n")
-            printOut("     n   plain fma   compensated   correctly rounded   ratio\n")
+            printOut("     n  plain loop    fma loop   compensated   correctly rounded   ratio to plain / fma\n")
             for n in [9, 27, 576, 4608] {
-                let a = (0..<n).map { _ in rng.signedUnit() }, b = (0..<n).map { _ in rng.signedUnit() }
-                let sums = max(1, 2_000_000 / n)
+                // Distinct rows, so no sum can be hoisted out of the timing loop.
+                let rows = 16
+                let a = (0..<(rows * n)).map { _ in rng.signedUnit() }, b = (0..<(rows * n)).map { _ in rng.signedUnit() }
+                let sums = max(rows, 2_000_000 / n)
                 var sink = 0.0
                 func perMAC<A: Accumulator>(_: A.Type) -> Double {
                     let t = median(repetitions) {
-                        for k in 0..<sums {
-                            sink += A.sum { acc in for i in 0..<n { acc.add(a[i], times: b[i]) } } * Double(k & 1)
+                        a.withUnsafeBufferPointer { a in
+                            b.withUnsafeBufferPointer { b in
+                                for k in 0..<sums {
+                                    let base = (k % rows) * n
+                                    sink += A.sum { acc in for i in base..<(base + n) { acc.add(a[i], times: b[i]) } }
+                                }
+                            }
                         }
                     }
                     return t * 1e9 / Double(sums * n)
                 }
-                let plain = perMAC(PlainSum.self), compensated = perMAC(CompensatedSum.self), exact = perMAC(CorrectlyRounded.self)
-                printOut(String(format: "%6d   %9.2f   %11.2f   %17.2f   %5.2fx\n", n, plain, compensated, exact, exact / plain))
+                let plain = perMAC(PlainSum.self), fused = perMAC(FusedLoop.self)
+                let compensated = perMAC(CompensatedSum.self), exact = perMAC(CorrectlyRounded.self)
+                printOut(String(format: "%6d  %10.2f  %10.2f   %11.2f   %17.2f   %5.2fx / %5.2fx\n",
+                                n, plain, fused, compensated, exact, exact / plain, exact / fused))
                 if sink == .infinity { printOut("") }
             }
         }
+    }
+}
+
+/// A plain loop of fused multiply-adds (`fma`, a libm call in a generic x86-64 build):
+/// the like-for-like baseline for accumulators built on fma.
+struct FusedLoop: Accumulator {
+    var s = 0.0
+    init() {}
+    mutating func add(_ a: Double, times b: Double) { s = s.addingProduct(a, b) }
+    mutating func add(_ a: Double) { s += a }
+    static func sum(dividedBy divisor: Double, _ terms: (inout FusedLoop) -> Void) -> Double {
+        var acc = FusedLoop()
+        terms(&acc)
+        return acc.s / divisor
     }
 }
 
