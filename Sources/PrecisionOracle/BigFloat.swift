@@ -76,6 +76,7 @@ func ulpError(_ ours: Double, _ truth: BigFloat) -> Double {
     let difference = (BigFloat(ours) - truth).magnitude
     let ulp = max(t.magnitude.ulp, 0x1p-1074)
     // For a power of two, the ulp below it is half: measure on the side ours lies.
-    let spacing = ours.magnitude < t.magnitude && t.magnitude == t.magnitude.binade ? ulp / 2 : ulp
+    // (Subnormals are evenly spaced: never below 2⁻¹⁰⁷⁴.)
+    let spacing = ours.magnitude < t.magnitude && t.magnitude == t.magnitude.binade ? max(ulp / 2, 0x1p-1074) : ulp
     return (difference / BigFloat(spacing)).double
 }

@@ -37,16 +37,19 @@ extension CNNRef {
             printOut("\nnaive float64 loops on the same cases (outputs), ulp error: worst / median\n")
             for (layer, naive) in [("conv2d", NaiveFloat64.conv2d), ("softmax_cross_entropy", NaiveFloat64.crossEntropy)] {
                 var theirs: [Double] = [], ours: [Double] = []
+                var worstCase = ("", 0.0)
                 for c in cases where c.layer == layer {
                     let output = c.expected!.outputs[0]
-                    theirs += Oracle.errors(of: naive(c), tensor: output.name, output: true, in: c)
+                    let errors = Oracle.errors(of: naive(c), tensor: output.name, output: true, in: c)
+                    if let m = errors.max(), m > worstCase.1 { worstCase = (c.id, m) }
+                    theirs += errors
                     ours += Oracle.errors(of: output.tensor.scalars, tensor: output.name, output: true, in: c)
                 }
                 func stats(_ v: [Double]) -> String {
                     let s = v.sorted()
                     return String(format: "%.3f / %.3f", s.last ?? 0, s.isEmpty ? 0 : s[s.count / 2])
                 }
-                printOut("\(layer.padding(toLength: 22, withPad: " ", startingAt: 0)) naive \(stats(theirs))   reference \(stats(ours))   (\(theirs.count) values)\n")
+                printOut("\(layer.padding(toLength: 22, withPad: " ", startingAt: 0)) naive \(stats(theirs))   reference \(stats(ours))   (\(theirs.count) values; naive worst in \(worstCase.0))\n")
             }
             if !report.violations.isEmpty {
                 for v in report.violations.prefix(10) {
