@@ -18,9 +18,6 @@ public struct ReLU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "relu"
     public var parameters: [NamedTensor] = []
     public init() {}
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : ($0.isNaN ? $0 : 0) })
     }
@@ -41,9 +38,6 @@ public struct LeakyReLU: ElementwiseLayer, PiecewiseSmooth {
     public let slope: Double
     public var parameters: [NamedTensor] = []
     public init(slope: Double) { self.slope = slope }
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { $0 > 0 ? $0 : slope * $0 })
     }
@@ -88,9 +82,6 @@ public struct PReLU: ElementwiseLayer, PiecewiseSmooth {
         return (flat / inner) % s[1]
     }
 
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.indices.map { i in
             x[i] > 0 ? x[i] : slope[channel(i, x.shape)] * x[i]
@@ -122,9 +113,6 @@ public struct ELU: ElementwiseLayer, PiecewiseSmooth {
     public let alpha: Double
     public var parameters: [NamedTensor] = []
     public init(alpha: Double) { self.alpha = alpha }
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map(value))
     }
@@ -148,9 +136,6 @@ public struct Sigmoid: ElementwiseLayer {
     public static let id = "sigmoid"
     public var parameters: [NamedTensor] = []
     public init() {}
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map(logistic))
     }
@@ -202,9 +187,6 @@ public struct Swish: ElementwiseLayer {
         }
         return s
     }
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         Tensor(shape: x.shape, scalars: x.scalars.map { x in
             (DoubleDouble(x) * DoubleDouble.logistic(DoubleDouble.product(beta, x))).value

@@ -99,9 +99,6 @@ public struct MaxPool2D: Layer, PiecewiseSmooth {
         Tensor(shape: (try? outputShape(forInput: x.shape)) ?? [], scalars: piece.map { x[$0] })
     }
 
-    @_specialize(where A == CorrectlyRounded)
-    @_specialize(where A == CompensatedSum)
-    @_specialize(where A == PlainSum)
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let shape = (try? outputShape(forInput: x.shape)) ?? []
         return Tensor(shape: shape, scalars: argmax(x).map { x[$0] })

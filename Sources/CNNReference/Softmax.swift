@@ -19,6 +19,23 @@ public struct AxisSlices {
     }
 }
 
+/// A layer that works on the slices of its input along `axis` (negative counts from the end).
+protocol AlongAxis: ElementwiseLayer {
+    var axis: Int { get }
+}
+
+extension AlongAxis {
+    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
+        _ = try checkAxis(axis, s)
+        return s
+    }
+
+    /// The flat indices of every slice of a tensor of `shape`.
+    func slices(_ shape: [Int]) -> [[Int]] {
+        AxisSlices(shape: shape, axis: axis < 0 ? axis + shape.count : axis).all
+    }
+}
+
 func checkAxis(_ axis: Int, _ shape: [Int]) throws(CaseError) -> Int {
     guard !shape.isEmpty else { throw CaseError("inputs.x.shape", "softmax needs rank ≥ 1, found a scalar") }
     guard axis >= -shape.count && axis < shape.count else {
@@ -49,20 +66,15 @@ struct ShiftedExponentials {
 /// maximum (so no overflow for logits near ±1000; −∞ entries give 0; a slice
 /// that is all −∞ or holds +∞ gives NaN, as PyTorch). Backward: dx_k = y_k·(dy_k −
 /// Σ_j dy_j·y_j). Every value is computed in double-double and rounded once.
-public struct Softmax: ElementwiseLayer {
+public struct Softmax: AlongAxis {
     public static let id = "softmax"
     public let axis: Int
     public var parameters: [NamedTensor] = []
     public init(axis: Int) { self.axis = axis }
 
-    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
-        _ = try checkAxis(axis, s)
-        return s
-    }
-
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
-        for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
+        for slice in slices(x.shape) {
             let e = ShiftedExponentials(slice.map { x[$0] })
             for (k, i) in slice.enumerated() { y[i] = e?.probability(k).value ?? .nan }
         }
@@ -71,7 +83,7 @@ public struct Softmax: ElementwiseLayer {
 
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         var dx = x.scalars
-        for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
+        for slice in slices(x.shape) {
             guard let e = ShiftedExponentials(slice.map { x[$0] }) else {
                 for i in slice { dx[i] = .nan }
                 continue
@@ -88,20 +100,15 @@ public struct Softmax: ElementwiseLayer {
 /// Log-softmax along `axis`: y_k = (x_k − m) − log Σ_j e^(x_j − m). Backward:
 /// dx_k = dy_k − e^(y_k)·Σ_j dy_j. Every value is computed in double-double and
 /// rounded once.
-public struct LogSoftmax: ElementwiseLayer {
+public struct LogSoftmax: AlongAxis {
     public static let id = "log_softmax"
     public let axis: Int
     public var parameters: [NamedTensor] = []
     public init(axis: Int) { self.axis = axis }
 
-    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
-        _ = try checkAxis(axis, s)
-        return s
-    }
-
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
-        for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
+        for slice in slices(x.shape) {
             let e = ShiftedExponentials(slice.map { x[$0] })
             let logTotal = e.map { DoubleDouble.log($0.total) }
             for (k, i) in slice.enumerated() { y[i] = e.map { ($0.shifted[k] - logTotal!).value } ?? .nan }
@@ -111,7 +118,7 @@ public struct LogSoftmax: ElementwiseLayer {
 
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         var dx = x.scalars
-        for slice in AxisSlices(shape: x.shape, axis: axis < 0 ? axis + x.rank : axis).all {
+        for slice in slices(x.shape) {
             guard let e = ShiftedExponentials(slice.map { x[$0] }) else {
                 for i in slice { dx[i] = .nan }
                 continue
