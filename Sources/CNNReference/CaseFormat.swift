@@ -485,6 +485,10 @@ extension Case {
         out.config = layer.configuration
         out.inputs = [NamedTensor(layer.inputName, x)] + layer.parameters
         out.notes = notes.filter { !$0.hasPrefix("\(self.layer): ") } + layer.notes(forInput: x.shape)
+        if !layer.parameters.isEmpty {
+            let parts = layer.parameters.map { "\($0.name) \($0.tensor.shape.shapeText) = \($0.tensor.count)" }
+            out.notes.append("\(self.layer): \(layer.parameterCount) learnable parameters: \(parts.joined(separator: ", "))")
+        }
         out.expected = Expected(
             outputs: [NamedTensor(layer.outputName, y)],
             gradients: [NamedTensor(layer.inputName, g.input)]

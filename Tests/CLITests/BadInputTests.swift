@@ -165,6 +165,7 @@ import Testing
         #expect(result.status == 0)
         #expect(result.stdout.contains("conv2d: 3x3 filter does not tile 7x7 input at stride 3: (7 - 3 + 0)/3 + 1 = 2.33; the last row and column are never used"))
         #expect(result.stdout.contains("\"dilation\": [1, 1]") && result.stdout.contains("\"groups\": 1"))
+        #expect(result.stdout.contains("conv2d: 9 learnable parameters: weight 1x1x3x3 = 9"))
     }
 
     @Test func gradcheckOfFilesPassesAndPrintsRows() throws {

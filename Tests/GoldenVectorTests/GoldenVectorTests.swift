@@ -72,6 +72,7 @@ let vectors = repository.appendingPathComponent("Vectors")
         let layer = try LayerRegistry.makeLayer(big)
         #expect(try layer.outputShape(forInput: big.inputs[0].tensor.shape) == [1, 10, 32, 32])
         #expect(layer.parameterCount == 760)
+        #expect(try big.evaluated().notes == ["conv2d: 760 learnable parameters: weight 10x3x5x5 = 750, bias 10 = 10"])
     }
 
     /// Every case of the gradient-check matrix passes, and kinks are found only
