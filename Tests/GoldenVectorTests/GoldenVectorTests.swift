@@ -147,3 +147,22 @@ let vectors = repository.appendingPathComponent("Vectors")
         // Reaching here means none of them trapped.
     }
 }
+
+@Suite struct LargeCaseGradcheckTests {
+    /// The cases too large for the element-by-element matrix are checked along
+    /// random signed directions through all their tensors (as `cnnref gradcheck`
+    /// does past --max-elements): every case of the catalogue is gradient-checked.
+    @Test func largeCasesPassAlongDirections() throws {
+        let catalogue = Catalogue()
+        let matrix = Set(catalogue.gradcheckMatrix.map(\.id))
+        let large = catalogue.cases.filter { !matrix.contains($0.id) }
+        #expect(!large.isEmpty && large.count + matrix.count == catalogue.cases.count)
+        for c in large {
+            let layer = try LayerRegistry.makeLayer(c)
+            let report = try GradientChecker.check(layer, input: c.inputs[0].tensor, upstream: c.upstream, caseID: c.id,
+                                                   configuration: GradientCheckConfiguration(elementwise: false, directions: 3))
+            #expect(report.passed, "\(c.id): \(report.tensors.flatMap(\.failures).map(\.summary))")
+            #expect(report.tensors.reduce(0) { $0 + $1.kinks } == 0 || c.tags.contains("kink") || c.tags.contains("tie"))
+        }
+    }
+}
