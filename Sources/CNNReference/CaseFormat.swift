@@ -46,6 +46,9 @@ public struct Case: Sendable {
 /// that names the field.
 public struct CaseDecoder: Sendable {
     public var maxBytes: Int
+    /// A bound on the work a case may ask for: output elements × input elements (every
+    /// output reads at most all the inputs), so a small hostile case cannot hang the tool.
+    public var maxWork: Int = 1 << 36
     public init(maxBytes: Int = CaseFormat.defaultMaxBytes) { self.maxBytes = maxBytes }
 
     public func decode(text: String) throws -> Case {
@@ -115,6 +118,11 @@ public struct CaseDecoder: Sendable {
         let xShape = inputs[0].tensor.shape
         let outShape = try built.outputShape(forInput: xShape)
         try budget.charge(outShape, path: "output of \(layer) (shape \(outShape))")
+        let outputs = outShape.reduce(1, *), inputCount = inputs.reduce(0) { $0 + $1.tensor.count }
+        let (work, overflow) = outputs.multipliedReportingOverflow(by: inputCount)
+        if overflow || work > maxWork {
+            throw CaseError("inputs", "\(layer): \(outputs) output elements × \(inputCount) input elements = \(overflow ? "more than Int.max" : String(work)) exceeds the work limit of \(maxWork)")
+        }
         for input in inputs { try budget.charge(input.tensor.shape, path: "gradient of inputs.\(input.name)") }
         if let upstream, upstream.shape != outShape {
             throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")

@@ -184,7 +184,12 @@ public struct AvgPool2D: Layer {
         }
         let dx = covering.map { outs -> Double in
             let ds = outs.map { divisors[$0 % divisors.count] }
-            let l = ds.reduce(1) { lcm($0, $1) }
+            guard let l = ds.reduce(Optional(1), { partial, d in partial.flatMap { lcm($0, d) } }) else {
+                // Divisors whose lcm exceeds 2⁵³ (huge windows): Σ dy/d in double-double, rounded once.
+                var total = DoubleDoubleSum()
+                for (o, d) in zip(outs, ds) { total.add(DoubleDouble(dy[o]) / DoubleDouble(Double(d))) }
+                return total.total.value
+            }
             return CorrectlyRounded.sum(dividedBy: Double(l)) { acc in
                 for (o, d) in zip(outs, ds) { acc.add(dy[o], times: Double(l / d)) }
             }
@@ -194,4 +199,9 @@ public struct AvgPool2D: Layer {
 }
 
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
-func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
+
+/// lcm(a, b), or nil when it exceeds 2⁵³ (beyond exact integers in a Double).
+func lcm(_ a: Int, _ b: Int) -> Int? {
+    let (l, overflow) = (a / gcd(a, b)).multipliedReportingOverflow(by: b)
+    return overflow || l > 1 << 53 ? nil : l
+}
