@@ -1,5 +1,12 @@
 import BigInt
 
+/// γₙ(u) = n·u/(1 − n·u), the bound on the relative error of n rounded operations
+/// (Higham 2002, §3.1); infinite once n·u ≥ 1.
+@inlinable
+public func gamma(_ n: Double, _ u: Double) -> Double {
+    n * u >= 1 ? .infinity : n * u / (1 - n * u)
+}
+
 /// How a kernel adds up a sum of products.
 ///
 /// Every layer kernel is written once, generic over its accumulator. The
@@ -132,8 +139,7 @@ public struct CorrectlyRounded: Accumulator {
         // (recursive summation, Higham 2002, eq. 4.4, plus the rounding of each pair);
         // γ₂ₙ₊₂ and a factor 2 cover that and the rounding of errorMass itself.
         let u = 0x1p-53
-        let m = Double(2 * count + 2)
-        let bound = errorMass == 0 ? 0 : 2 * (m * u / (1 - m * u)) * errorMass
+        let bound = errorMass == 0 ? 0 : 2 * gamma(Double(2 * count + 2), u) * errorMass
         let r = s + c
         let bp = r - s
         let e = (s - (r - bp)) + (c - bp)  // s + c = r + e exactly
@@ -292,5 +298,35 @@ public struct CompensatedSum: Accumulator {
         let e = (acc.s - (t - bp)) + (acc.s2 - bp)
         let r = t + (acc.c + acc.c2 + e)
         return divisor == 1 ? r : r / divisor
+    }
+}
+
+/// Measures instead of summing: the sum of |terms| (divided by the divisor). Run
+/// through a `SumOfProducts` layer, it gives every output's Σ|terms|, the scale of
+/// that output's rounding error.
+public struct TermMagnitude: Accumulator {
+    @usableFromInline var m = 0.0
+    @inlinable public init() {}
+    @inlinable public mutating func add(_ a: Double, times b: Double) { m += (a * b).magnitude }
+    @inlinable public mutating func add(_ a: Double) { m += a.magnitude }
+    @inlinable
+    public static func sum(dividedBy divisor: Double, _ terms: (inout TermMagnitude) -> Void) -> Double {
+        var acc = TermMagnitude()
+        terms(&acc)
+        return acc.m / divisor
+    }
+}
+
+/// Measures instead of summing: the number of terms (plus one for a division).
+public struct TermCount: Accumulator {
+    @usableFromInline var n = 0.0
+    @inlinable public init() {}
+    @inlinable public mutating func add(_ a: Double, times b: Double) { n += 1 }
+    @inlinable public mutating func add(_ a: Double) { n += 1 }
+    @inlinable
+    public static func sum(dividedBy divisor: Double, _ terms: (inout TermCount) -> Void) -> Double {
+        var acc = TermCount()
+        terms(&acc)
+        return acc.n + (divisor == 1 ? 0 : 1)
     }
 }

@@ -11,7 +11,7 @@
 /// y[n,k,i,j] = bias[k] + Σ_{c,p,q} x[n, g·Cg + c, i·sh − top + p·dh, j·sw − left + q·dw] · w[k,c,p,q]
 /// with padding cells contributing nothing; each element is one correctly
 /// rounded sum, and so is every element of every gradient.
-public struct Conv2D: Layer {
+public struct Conv2D: SumOfProducts {
     public static let id = "conv2d"
     public let stride: [Int]      // [sh, sw]
     public let padding: [Int]     // [top, left, bottom, right]

@@ -49,6 +49,13 @@ public protocol PiecewiseSmooth: Layer {
     func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor
 }
 
+/// A layer each of whose outputs is one sum of products of its input and
+/// parameter elements, formed through the accumulator (convolution, linear,
+/// average pooling). Run with `TermMagnitude` or `TermCount` it measures its own
+/// sums, which lets the gradient checker bound the rounding of a plain loop, and
+/// on absolute values it gives Σ|terms| (the layer is multilinear).
+public protocol SumOfProducts: Layer {}
+
 /// dL/d(input) and dL/d(parameter) for each parameter, in `parameters` order.
 public struct Gradients: Equatable, Sendable {
     public var input: Tensor

@@ -2,7 +2,7 @@
 ///
 /// x [N, D], weight [M, D] (PyTorch's `Linear` layout, out × in), bias [M].
 /// dx = dy·W, dW = dyᵀ·x, db = Σₙ dy; every element one correctly rounded sum.
-public struct Linear: Layer {
+public struct Linear: SumOfProducts {
     public static let id = "linear"
     public var parameters: [NamedTensor]
 

@@ -123,7 +123,7 @@ public struct MaxPool2D: Layer, PiecewiseSmooth {
 /// correctly rounded quotient of the exact window sum by the divisor; each
 /// input gradient is the correctly rounded Σ dy/divisor over the windows that
 /// cover it.
-public struct AvgPool2D: Layer {
+public struct AvgPool2D: SumOfProducts {
     public static let id = "avgpool2d"
     public let window: PoolWindow
     public let countIncludePad: Bool

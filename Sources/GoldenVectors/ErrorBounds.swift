@@ -49,11 +49,6 @@ public enum Precision: String, CaseIterable, Sendable {
     }
 }
 
-/// γₙ(u) = n·u/(1 − n·u) (Higham 2002, §3.1); infinite once n·u ≥ 1.
-public func gamma(_ n: Double, _ u: Double) -> Double {
-    n * u >= 1 ? .infinity : n * u / (1 - n * u)
-}
-
 /// For every element of a case's outputs and gradients, the quantities its
 /// forward error bound is made of: `terms`, how many rounding steps lie behind
 /// it (n, or a stated constant for elementwise functions), and `magnitude`, the

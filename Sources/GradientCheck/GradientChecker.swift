@@ -163,6 +163,21 @@ struct Run {
     let scale: Double
     /// L at the point; when it is not finite there is nothing to differentiate.
     let baseObjective: Double
+    /// For a `SumOfProducts` layer, element checks evaluate L with plain loops, whose
+    /// rounding is bounded from the layer's own sums (see `plainRoundoff`).
+    let plain: PlainNoise?
+    /// ∂(Σᵢ|uᵢ|·Mᵢ)/∂|θ| of the element being checked (for `plainRoundoff`).
+    var magnitudeSlope = 0.0
+
+    /// The rounding of L computed with plain loops: |fl(L) − L| ≤ (γ_n + γ_m)·Σᵢ|uᵢ|·Mᵢ,
+    /// with Mᵢ = Σ|terms| of output i (Higham 2002, eq. 3.5, for the n-term sums and for
+    /// the m-term sum over the outputs, since |yᵢ| ≤ Mᵢ). Mᵢ grows with |θⱼ|, by at most
+    /// h·∂(Σ|uᵢ|Mᵢ)/∂|θⱼ| over the stencil, which the layer gives on absolute values.
+    struct PlainNoise {
+        var gamma: Double                  // γ_n + γ_m for the largest n
+        var magnitude: Double              // Σᵢ|uᵢ|·Mᵢ at the point
+        var slope: [Tensor]                // ∂/∂|θ| of it, per slot
+    }
 
     init(layer: any Layer, input: Tensor, upstream: Tensor, configuration: GradientCheckConfiguration) {
         self.layer = layer
@@ -174,6 +189,23 @@ struct Run {
         scale = zip(upstream.scalars, y.scalars).reduce(0) { $0 + ($1.0 * $1.1).magnitude }
         let u = upstream.scalars
         baseObjective = CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
+        if layer is any SumOfProducts && configuration.elementwise {
+            var absolute = layer
+            for k in absolute.parameters.indices {
+                absolute.parameters[k].tensor.scalars = absolute.parameters[k].tensor.scalars.map(\.magnitude)
+            }
+            let absX = Tensor(shape: input.shape, scalars: input.scalars.map(\.magnitude))
+            let absU = Tensor(shape: upstream.shape, scalars: u.map(\.magnitude))
+            let m = absolute.forward(absX, accumulator: TermMagnitude.self)
+            let n = layer.forward(input, accumulator: TermCount.self).scalars.max() ?? 1
+            let slopes = absolute.backward(absX, outputGradient: absU)
+            let unit = 0x1p-53
+            plain = PlainNoise(gamma: gamma(n, unit) + gamma(Double(y.count), unit),
+                               magnitude: zip(absU.scalars, m.scalars).reduce(0) { $0 + $1.0 * $1.1 },
+                               slope: [slopes.input] + slopes.parameters)
+        } else {
+            plain = nil
+        }
     }
 
     var names: [String] { [layer.inputName] + layer.parameters.map(\.name) }
@@ -187,10 +219,14 @@ struct Run {
     }
 
     /// L at the current point; with `piece`, L of that smooth piece of a piecewise-smooth layer.
-    func objective(piece: [Int]? = nil) -> Double {
+    func objective(piece: [Int]? = nil, plainLoops: Bool = false) -> Double {
         let y: Tensor
         if let piece, let piecewise = layer as? any PiecewiseSmooth {
             y = piecewise.forward(input, piece: piece, accumulator: CompensatedSum.self)
+        } else if plainLoops {
+            y = layer.forward(input, accumulator: PlainSum.self)
+            let u = upstream.scalars
+            return PlainSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
         } else {
             y = layer.forward(input, accumulator: CompensatedSum.self)
         }
@@ -203,7 +239,7 @@ struct Run {
         let saved = tensor(slot)[i]
         set(slot, i, t)
         defer { set(slot, i, saved) }
-        return objective(piece: piece)
+        return objective(piece: piece, plainLoops: plain != nil && piece == nil)
     }
 
     mutating func activeSet(_ slot: Int, _ i: Int, _ t: Double) -> [Int] {
@@ -219,10 +255,21 @@ struct Run {
     }
 
     func tolerance(_ a: Double, abserr: Double, h: Double) -> Double {
-        configuration.k * abserr + configuration.c * Double.ulpOfOne * (a.magnitude + scale / h)
+        configuration.k * abserr + configuration.c * Double.ulpOfOne * a.magnitude + roundoff(h)
+    }
+
+    /// The rounding the numerical derivative can carry: the 5-point rule weighs four
+    /// evaluations of L with coefficients summing to 3/h. With compensated sums each
+    /// evaluation is off by at most about ε·S (c·ε·S/h with c = 4 covers 3·ε·S/h); with
+    /// plain loops by the bound in `PlainNoise`, counted twice for the rule's 3/h (a
+    /// factor 2 of margin for the rounding of the bound itself).
+    func roundoff(_ h: Double) -> Double {
+        guard let plain else { return configuration.c * Double.ulpOfOne * scale / h }
+        return 2 * 3 * plain.gamma * (plain.magnitude + 2 * h * magnitudeSlope) / h
     }
 
     mutating func derivative(_ rule: DerivativeRule, _ slot: Int, _ i: Int, _ x: Double, _ h: Double) -> NumericalDerivative {
+        // (A one-sided rule reaches x ± h, the central one x ± h: the slope term covers both.)
         var probe = self
         let result = gslDerivative(rule, at: x, step: h) { t in probe.objective(slot, i, t) }
         return result
@@ -231,6 +278,7 @@ struct Run {
     /// Checks one element.
     mutating func checkElement(_ slot: Int, _ i: Int) -> ElementResult {
         let x = tensor(slot)[i]
+        magnitudeSlope = plain?.slope[slot][i] ?? 0
         let a = analyticGradient(slot)[i]
         let h = step(x)
         let hasActiveSet = !layer.activeSet(input).isEmpty
