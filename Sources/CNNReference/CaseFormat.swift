@@ -279,6 +279,9 @@ public func decodeInts(_ json: JSON, path: String) throws(CaseError) -> [Int] {
 /// Reads a layer's `config`, with the defaults the case format allows and
 /// errors that name the field.
 public struct ConfigReader {
+    /// The largest integer config value (strides, paddings, kernels, groups, pieces):
+    /// window arithmetic on it cannot overflow `Int`.
+    static let largest = 1 << 31
     var reader: ObjectReader
     init(_ members: [(String, JSON)]) {
         reader = try! ObjectReader(.object(members), path: "config")
@@ -297,8 +300,8 @@ public struct ConfigReader {
         guard values.count == count else {
             throw CaseError(path(key), "expected \(count) integers \(meaning), found \(values.count)")
         }
-        for (k, x) in values.enumerated() where x < minimum {
-            throw CaseError("\(path(key))[\(k)]", "expected an integer ≥ \(minimum), found \(x)")
+        for (k, x) in values.enumerated() where x < minimum || x > ConfigReader.largest {
+            throw CaseError("\(path(key))[\(k)]", "expected an integer in \(minimum)...\(ConfigReader.largest), found \(x)")
         }
         return values
     }
@@ -309,7 +312,9 @@ public struct ConfigReader {
             return defaultValue
         }
         let x = try decodeInt(v, path: path(key))
-        if let minimum, x < minimum { throw CaseError(path(key), "expected an integer ≥ \(minimum), found \(x)") }
+        if let minimum, x < minimum || x > ConfigReader.largest {
+            throw CaseError(path(key), "expected an integer in \(minimum)...\(ConfigReader.largest), found \(x)")
+        }
         return x
     }
 
