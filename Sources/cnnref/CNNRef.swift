@@ -11,7 +11,7 @@ import Foundation
 struct CNNRef: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cnnref",
-        abstract: "Reference CNN layers in Double: evaluate cases, check gradients, generate and verify golden vectors.",
+        abstract: "Reference CNN layers in Double: evaluate cases, check gradients, generate, verify and validate golden vectors, measure their precision.",
         subcommands: [Evaluate.self, Gradcheck.self, Generate.self, Verify.self, Validate.self, PrecisionCommand.self, Bench.self])
 
     static func main() {
@@ -28,7 +28,8 @@ struct CNNRef: ParsableCommand {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
             // Usage errors: one line, status 2 like every other bad input.
-            let message = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            var message = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
             FileHandle.standardError.write(Data("cnnref: \(message)\n".utf8))
             Foundation.exit(2)
         }
@@ -50,6 +51,16 @@ struct InputError: Error, CustomStringConvertible {
 /// Something was checked and did not pass (exit status 1).
 struct CheckFailed: Error {
     var message = ""
+}
+
+/// The limit every command that reads cases shares.
+struct InputLimits: ParsableArguments {
+    @Option(help: "Refuse a case whose tensors would need more than this many bytes (checked before allocating).")
+    var maxBytes: Int = CaseFormat.defaultMaxBytes
+
+    func validate() throws {
+        guard maxBytes >= 1 else { throw ValidationError("--max-bytes must be at least 1, found \(maxBytes)") }
+    }
 }
 
 /// Reads a file, or standard input for `-`.

@@ -10,11 +10,10 @@ extension CNNRef {
         @Argument(help: "The case file, or - for standard input.")
         var file: String
 
-        @Option(help: "Refuse a case whose tensors would need more than this many bytes.")
-        var maxBytes: Int = CaseFormat.defaultMaxBytes
+        @OptionGroup var limits: InputLimits
 
         func run() throws {
-            let input = try readCase(file, maxBytes: maxBytes)
+            let input = try readCase(file, maxBytes: limits.maxBytes)
             do {
                 printOut(try input.evaluated().json.formatted())
             } catch {

@@ -30,8 +30,7 @@ extension CNNRef {
         @Argument(help: "The vectors folder.")
         var directory: String = "Vectors"
 
-        @Option(help: "Refuse a case whose tensors would need more than this many bytes.")
-        var maxBytes: Int = CaseFormat.defaultMaxBytes
+        @OptionGroup var limits: InputLimits
 
         func run() throws {
             var isDirectory: ObjCBool = false
@@ -39,7 +38,7 @@ extension CNNRef {
                 throw InputError(directory, "no such folder")
             }
             let result: (checked: Int, problems: [VerifyProblem])
-            do { result = try Verifier.verify(URL(fileURLWithPath: directory), maxBytes: maxBytes) } catch let e as CaseError {
+            do { result = try Verifier.verify(URL(fileURLWithPath: directory), maxBytes: limits.maxBytes) } catch let e as CaseError {
                 throw InputError("", e.description)
             }
             for p in result.problems { printOut("\(directory)/\(p)\n") }

@@ -29,8 +29,7 @@ extension CNNRef {
         @Option(help: "Output format: text or json.")
         var format: OutputFormat = .text
 
-        @Option(help: "Refuse a case whose tensors would need more than this many bytes.")
-        var maxBytes: Int = CaseFormat.defaultMaxBytes
+        @OptionGroup var limits: InputLimits
 
         func validate() throws {
             guard directions >= 0 else { throw ValidationError("--directions must be ≥ 0, found \(directions)") }
@@ -40,7 +39,7 @@ extension CNNRef {
         func run() throws {
             let cases: [(String, Case)] = files.isEmpty
                 ? Catalogue().gradcheckMatrix.map { ($0.id, $0) }
-                : try files.map { ($0, try readCase($0, maxBytes: maxBytes)) }
+                : try files.map { ($0, try readCase($0, maxBytes: limits.maxBytes)) }
             var reports: [GradientCheckReport] = []
             for (source, c) in cases {
                 let layer: any Layer

@@ -30,18 +30,17 @@ extension CNNRef {
         @Option(help: "Also write a JUnit XML report to this file.")
         var junit: String?
 
-        @Option(help: "Refuse tensors that would need more than this many bytes.")
-        var maxBytes: Int = CaseFormat.defaultMaxBytes
+        @OptionGroup var limits: InputLimits
 
         func run() throws {
             let cases: [Case]
-            do { cases = try VectorSet.load(URL(fileURLWithPath: vectors), maxBytes: maxBytes) } catch {
+            do { cases = try VectorSet.load(URL(fileURLWithPath: vectors), maxBytes: limits.maxBytes) } catch {
                 throw InputError("", "\(error)")
             }
             let text = try readText(results)
             let file: ResultsFile
             do {
-                file = try ResultsFile.decode(text, cases: Dictionary(cases.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }), maxBytes: maxBytes)
+                file = try ResultsFile.decode(text, cases: Dictionary(cases.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }), maxBytes: limits.maxBytes)
             } catch {
                 throw InputError(results, error)
             }

@@ -109,6 +109,7 @@ import Testing
         BadInput(name: "missing file", command: "evaluate", file: nil, arguments: ["/nonexistent/case.json"], words: ["/nonexistent/case.json", "no such file"]),
         BadInput(name: "a directory for a case file", command: "evaluate", file: nil, arguments: ["Vectors"], words: ["Vectors", "is a directory"]),
         BadInput(name: "gradcheck of a bad case", command: "gradcheck", file: edit(conv, "\"stride\": [1, 1]", "\"stride\": [1]"), words: ["config.stride", "2 integers"]),
+        BadInput(name: "zero --max-bytes", command: "evaluate", file: nil, arguments: ["--max-bytes", "0", "x.json"], words: ["--max-bytes must be at least 1, found 0"]),
         BadInput(name: "unknown subcommand", command: "frobnicate", file: nil, words: ["frobnicate"]),
         BadInput(name: "negative --directions", command: "gradcheck", file: nil, arguments: ["--directions", "-1"], words: ["directions"]),
         BadInput(name: "verify of a folder that does not exist", command: "verify", file: nil, arguments: ["/nonexistent"], words: ["/nonexistent", "no such folder"]),
