@@ -12,7 +12,8 @@ public func gamma(_ n: Double, _ u: Double) -> Double {
 /// Every layer kernel is written once, generic over its accumulator. The
 /// reference results use `CorrectlyRounded`; the gradient checker, which runs
 /// thousands of forward passes that need ~1e-13 rather than correct rounding,
-/// runs the same loops with `PlainSum`.
+/// runs the same loops with `CompensatedSum` (or `PlainSum`, with a bound measured
+/// by `TermMagnitude` and `TermCount`).
 public protocol Accumulator {
     init()
     /// Adds the exact product `a·b` to the sum.
@@ -58,8 +59,8 @@ public struct PlainSum: Accumulator {
 /// is the correctly rounded exact value.
 ///
 /// Non-finite inputs follow IEEE 754: a NaN, `∞·0` or `∞ − ∞` gives NaN, an
-/// infinity otherwise gives that infinity. A sum that is exactly zero is `+0`
-/// unless every term is `-0`, as in IEEE addition.
+/// infinity otherwise gives that infinity. A sum that is exactly zero is `+0`, as
+/// in a plain loop that starts from `+0`.
 public struct CorrectlyRounded: Accumulator {
     @usableFromInline var s = 0.0          // running sum of the rounded terms
     @usableFromInline var c = 0.0          // running sum of the rounding errors
@@ -182,14 +183,11 @@ final class ExactSumBox {
 public struct ExactSum: Sendable {
     @usableFromInline var mantissa: BigInt = 0
     @usableFromInline var exponent = Int.max
-    @usableFromInline var allNegativeZero = true
 
     public init() {}
 
     @usableFromInline
     mutating func add(_ a: Double, times b: Double) {
-        let productIsNegativeZero = (a * b) == 0 && (a * b).sign == .minus
-        if !productIsNegativeZero { allNegativeZero = false }
         guard a != 0, b != 0 else { return }
         let (ma, ea) = a.integerSignificandAndExponent
         let (mb, eb) = b.integerSignificandAndExponent
@@ -206,7 +204,7 @@ public struct ExactSum: Sendable {
     /// The exact sum divided by `divisor` (a positive integer), rounded once.
     @usableFromInline
     func rounded(dividedBy divisor: Double) -> Double {
-        if mantissa == 0 { return allNegativeZero ? -0.0 : 0.0 }
+        if mantissa == 0 { return 0 }
         return roundToDouble(mantissa, timesTwoToThe: exponent,
                              dividedBy: BigUInt(UInt64(divisor)))
     }
