@@ -63,8 +63,8 @@ public struct PoolWindow: Equatable, Sendable {
 /// Conventions: padded cells never win (they are skipped, not −∞); the maximum
 /// is the **first** one in row-major window order (a later equal value does not
 /// replace it), and backward routes the whole upstream gradient to it; a NaN in
-/// a window wins (the first NaN; PyTorch's CPU kernel routes to the last one, JAX
-/// to none). Where windows overlap, an input
+/// a window wins (the first NaN; PyTorch's CPU kernel and JAX route to the last
+/// one, ONNX Runtime ignores NaN). Where windows overlap, an input
 /// cell's gradient is the correctly rounded sum of what every window routes to it.
 public struct MaxPool2D: Layer, PiecewiseSmooth {
     public static let id = "maxpool2d"

@@ -161,6 +161,10 @@ extension Catalogue {
                  Self.describe(MaxPool2D.id, "Tie between -0.0 and 0.0 (equal as numbers): the first, -0.0, wins and is the output"),
                  tags: ["tie", "kink", "edge"], config: poolConfig([1, 2], [1, 2], [0, 0, 0, 0]),
                  [named("x", t([1, 1, 1, 2], [-0.0, 0.0]))])
+        addExact(MaxPool2D.id, "nan-in-window",
+                 Self.describe(MaxPool2D.id, "NaN rule: the window [1, NaN; 3, NaN] outputs NaN and the first NaN (row 0, column 1) takes the whole gradient; the window [2, 5; 4, 0] has no NaN. PyTorch's CPU kernel routes to the last NaN, JAX to none"),
+                 kind: .exactLowPrecision, tags: ["tie", "edge"], config: poolConfig([2, 2], [2, 2], [0, 0, 0, 0]),
+                 upstream: t([1, 1, 1, 2], [1, 0.5]), [named("x", t([1, 1, 2, 4], [1, .nan, 2, 5, 3, .nan, 4, 0]))])
         addExact(AvgPool2D.id, "ceil-overhang-not-counted",
                  Self.describe(AvgPool2D.id, "1x4 input, kernel 1x3, stride 2, ceil mode, count_include_pad true: the second window holds 2 cells and 1 cell of ceil-mode overhang; it divides by 2, not 3 (PyTorch; ONNX Runtime has divided by 3)"),
                  tags: ["edge"], config: poolConfig([1, 3], [1, 2], [0, 0, 0, 0], ceil: true, include: true),

@@ -120,7 +120,7 @@ public struct Catalogue: Sendable {
 
     static let conventions: [String: String] = [
         Conv2D.id: "Layout NCHW, weight OIHW [K, C/groups, FH, FW]; padding [top, left, bottom, right] of zeros; dilation 1 = dense; cross-correlation (no kernel flip); output size floor((H + top + bottom - dilation*(FH-1) - 1)/stride) + 1. Outputs and gradients are the exact values rounded once to double.",
-        MaxPool2D.id: "Layout NCHW; padding [top, left, bottom, right] never wins (padded cells are skipped); ties: the first maximum in row-major window order takes the whole gradient; ceil_mode drops a last window that would start in the end padding.",
+        MaxPool2D.id: "Layout NCHW; padding [top, left, bottom, right] never wins (padded cells are skipped); ties: the first maximum in row-major window order takes the whole gradient; a NaN wins its window (the first NaN); ceil_mode drops a last window that would start in the end padding.",
         AvgPool2D.id: "Layout NCHW; padding [top, left, bottom, right]; count_include_pad true divides by the taps inside the padded input (never the extra ceil-mode overhang, PyTorch's rule), false by the taps inside the input; each output the exact window sum divided once.",
         ReLU.id: "y = max(0, x); derivative 0 at x = 0 (PyTorch).",
         LeakyReLU.id: "y = x for x > 0 else slope*x; derivative at x = 0 is slope (PyTorch).",

@@ -164,7 +164,7 @@ public enum Validator {
                     continue
                 }
                 var t = compare(e.tensor, g.tensor, scale[k], precision, name: "\(section).\(e.name)")
-                if t.status == .failed, section == "gradients", let convention = Conventions.match(c, tensor: e.name, got: g.tensor, scale: scale[k], precision: precision) {
+                if t.status == .failed, let convention = Conventions.match(c, section: section, tensor: e.name, got: g.tensor, scale: scale[k], precision: precision) {
                     t.status = .convention
                     t.detail = convention
                 }
@@ -212,22 +212,30 @@ public enum Validator {
 /// instead of failed blindly.
 enum Conventions {
     /// The name of the documented convention `got` follows, if it follows one.
-    static func match(_ c: Case, tensor: String, got: Tensor, scale: ErrorScale, precision: Precision) -> String? {
+    static func match(_ c: Case, section: String, tensor: String, got: Tensor, scale: ErrorScale, precision: Precision) -> String? {
         guard c.tags.contains("kink") || c.tags.contains("tie"), let golden = c.expected,
               let layer = try? LayerRegistry.makeLayer(c) else { return nil }
         let x = c.inputs[0].tensor
         let dy = c.upstream ?? Tensor(scalar: 1)
         var alternatives: [(String, Tensor)] = []
-        if let pool = layer as? MaxPool2D, tensor == "x" {
-            alternatives.append(("max pool routes to the last maximum", route(pool, x, dy, last: true)))
+        if let pool = layer as? MaxPool2D, section == "outputs" {
+            var y = golden.outputs[0].tensor
+            pool.window.forEachWindow(input: x.shape) { out, taps in
+                y[out] = taps.map { x[$0] }.filter { !$0.isNaN }.max() ?? .nan
+            }
+            alternatives.append(("max pool ignores NaN (the maximum of the other cells)", y))
+        }
+        guard section == "gradients" || !alternatives.isEmpty else { return nil }
+        if let pool = layer as? MaxPool2D, tensor == "x", section == "gradients" {
+            alternatives.append(("max pool routes to the last maximum (or NaN)", route(pool, x, dy, last: true)))
             alternatives.append(("max pool splits the gradient equally among tied maxima", route(pool, x, dy, last: false)))
         }
-        if [ReLU.id, LeakyReLU.id, PReLU.id, ELU.id].contains(c.layer), tensor == "x" {
+        if [ReLU.id, LeakyReLU.id, PReLU.id, ELU.id].contains(c.layer), tensor == "x", section == "gradients" {
             var alt = golden.gradients[0].tensor
             for i in 0..<x.count where x[i] == 0 { alt[i] = dy[i] }
             alternatives.append(("derivative of the positive branch at x = 0", alt))
         }
-        if let hinge = layer as? MulticlassHinge, tensor == "scores" {
+        if let hinge = layer as? MulticlassHinge, tensor == "scores", section == "gradients" {
             let (n, cl) = (x.shape[0], x.shape[1])
             let divisor = hinge.reduction == .mean ? Double(n) : 1
             var alt = Tensor(zeros: x.shape)
@@ -242,17 +250,18 @@ enum Conventions {
             alternatives.append(("hinge term counted as active when its margin is exactly 0", alt))
         }
         for (name, alt) in alternatives where Validator.compare(alt, got, scale, precision, name: tensor).status == .passed {
-            return "convention: \(name) (the golden value routes by the pinned rule: \(Catalogue.conventions[c.layer] ?? ""))"
+            return "convention: \(name) (the golden value follows the pinned rule: \(Catalogue.conventions[c.layer] ?? ""))"
         }
         return nil
     }
 
-    /// Max-pool backward with another tie rule: the last maximum, or an equal split.
+    /// Max-pool backward with another tie rule: the last maximum (or NaN), or an equal split.
     static func route(_ pool: MaxPool2D, _ x: Tensor, _ dy: Tensor, last: Bool) -> Tensor {
         var dx = Tensor(zeros: x.shape)
         pool.window.forEachWindow(input: x.shape) { out, taps in
-            let m = taps.map { x[$0] }.max()!
-            let winners = taps.filter { x[$0] == m }
+            let nans = taps.filter { x[$0].isNaN }
+            let m = taps.map { x[$0] }.filter { !$0.isNaN }.max()
+            let winners = nans.isEmpty ? taps.filter { x[$0] == m } : nans
             if last { dx[winners.last!] += dy[out] } else { for w in winners { dx[w] += dy[out] / Double(winners.count) } }
         }
         return dx

@@ -215,9 +215,10 @@ import Testing
         let junit = path + ".xml"
         let result = try run(["validate", path, "--junit", junit])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.hasSuffix("1 passed, 0 failed, 418 skipped, 0 not applicable\n"))
+        let total = try committedCaseCount()
+        #expect(result.stdout.hasSuffix("1 passed, 0 failed, \(total - 1) skipped, 0 not applicable\n"))
         let xml = try String(contentsOfFile: junit, encoding: .utf8)
-        #expect(xml.contains("tests=\"419\" failures=\"0\" skipped=\"418\""))
+        #expect(xml.contains("tests=\"\(total)\" failures=\"0\" skipped=\"\(total - 1)\""))
     }
 
     @Test func aWrongValueFailsWithStatus1AndNamesTheElement() throws {
@@ -246,7 +247,7 @@ import Testing
         for p in processes { try p.run() }
         for p in processes { p.waitUntilExit(); #expect(p.terminationStatus == 0) }
         let files = try FileManager.default.subpathsOfDirectory(atPath: dirs[0]).filter { $0.hasSuffix(".json") }.sorted()
-        #expect(files.count == 420)
+        #expect(files.count == (try committedCaseCount()) + 1)   // and the manifest
         for f in files {
             #expect(FileManager.default.contents(atPath: dirs[0] + "/" + f) == FileManager.default.contents(atPath: dirs[1] + "/" + f), "\(f) differs")
         }
@@ -255,4 +256,11 @@ import Testing
             #expect(FileManager.default.contents(atPath: dirs[0] + "/" + f) == FileManager.default.contents(atPath: repository.path + "/Vectors/" + f))
         }
     }
+}
+
+/// The number of cases in the committed Vectors/manifest.json.
+func committedCaseCount() throws -> Int {
+    let data = try Data(contentsOf: repository.appendingPathComponent("Vectors/manifest.json"))
+    let manifest = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    return (manifest?["cases"] as? [Any])?.count ?? 0
 }
