@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/setup.sh
 swift test "$@"
+python3 Tools/python/cnnref_vectors.py Vectors
 if [ "${CNNREF_SKIP_ENGINES:-0}" != 1 ]; then
     swift build --product cnnref >/dev/null
     bash Tools/engines/validate_engines.sh .build/debug/cnnref

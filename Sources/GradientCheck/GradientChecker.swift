@@ -164,9 +164,9 @@ struct Run {
     /// L at the point; when it is not finite there is nothing to differentiate.
     let baseObjective: Double
     /// For a `SumOfProducts` layer, element checks evaluate L with plain loops, whose
-    /// rounding is bounded from the layer's own sums (see `plainRoundoff`).
+    /// rounding is bounded from the layer's own sums (see `roundoff`).
     let plain: PlainNoise?
-    /// ∂(Σᵢ|uᵢ|·Mᵢ)/∂|θ| of the element being checked (for `plainRoundoff`).
+    /// ∂(Σᵢ|uᵢ|·Mᵢ)/∂|θ| of the element being checked (for `roundoff`).
     var magnitudeSlope = 0.0
 
     /// The rounding of L computed with plain loops: |fl(L) − L| ≤ (γ_n + γ_m)·Σᵢ|uᵢ|·Mᵢ,
@@ -268,11 +268,11 @@ struct Run {
         return 2 * 3 * plain.gamma * (plain.magnitude + 2 * h * magnitudeSlope) / h
     }
 
-    mutating func derivative(_ rule: DerivativeRule, _ slot: Int, _ i: Int, _ x: Double, _ h: Double) -> NumericalDerivative {
-        // (A one-sided rule reaches x ± h, the central one x ± h: the slope term covers both.)
+    /// A GSL derivative of L along element i of slot (every rule stays within x ± h,
+    /// which the rounding bound of `roundoff` covers).
+    func derivative(_ rule: DerivativeRule, _ slot: Int, _ i: Int, _ x: Double, _ h: Double) -> NumericalDerivative {
         var probe = self
-        let result = gslDerivative(rule, at: x, step: h) { t in probe.objective(slot, i, t) }
-        return result
+        return gslDerivative(rule, at: x, step: h) { t in probe.objective(slot, i, t) }
     }
 
     /// Checks one element.
