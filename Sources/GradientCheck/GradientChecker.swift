@@ -281,18 +281,15 @@ struct Run {
         magnitudeSlope = plain?.slope[slot][i] ?? 0
         let a = analyticGradient(slot)[i]
         let h = step(x)
-        let hasActiveSet = !layer.activeSet(input).isEmpty
+        let here = layer.activeSet(input)
         let name = names[slot]
         let index = tensor(slot).index(ofFlat: i)
         guard x.isFinite, a.isFinite, baseObjective.isFinite else {
             return ElementResult(tensor: name, index: index, analytic: a, numeric: .nan, oneSided: nil, abserr: 0,
                                  tolerance: 0, kind: .notFinite, ratio: 0)
         }
-        if hasActiveSet {
-            let here = layer.activeSet(input)
-            if activeSet(slot, i, x - h) != here || activeSet(slot, i, x + h) != here {
-                return judgeNearKink(slot, i, x, h, a, name, index)
-            }
+        if !here.isEmpty, activeSet(slot, i, x - h) != here || activeSet(slot, i, x + h) != here {
+            return judgeNearKink(slot, i, x, h, a, name, index)
         }
         let central = derivative(.central, slot, i, x, h)
         let tol = tolerance(a, abserr: central.abserr, h: h)
