@@ -32,20 +32,20 @@ extension CNNRef {
             }
             let conv = Conv2D(weight: tensor([4, 3, 3, 3]), bias: tensor([4]), padding: [1, 1, 1, 1])
             let x = tensor([2, 3, 8, 8])
-            let full = median(repetitions) {
-                let r = try! GradientChecker.check(conv, input: x)
+            let full = try median(repetitions) {
+                let r = try GradientChecker.check(conv, input: x)
                 precondition(r.passed)
             }
-            let direction = median(repetitions * 10) {
-                let r = try! GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 1))
+            let direction = try median(repetitions * 10) {
+                let r = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 1))
                 precondition(r.passed)
             }
             let fwdC = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CompensatedSum.self) } } / 100
             let fwdP = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: PlainSum.self) } } / 100
             let fwdE = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CorrectlyRounded.self) } } / 100
             printOut("conv2d forward: plain \(ms(fwdP)), compensated \(ms(fwdC)), correctly rounded \(ms(fwdE))\n")
-            let structuralOnly = median(repetitions * 10) {
-                _ = try! GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 0))
+            let structuralOnly = try median(repetitions * 10) {
+                _ = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 0))
             }
             printOut("gradcheck conv2d (2,3,8,8)*(4,3,3,3)+bias, 496 elements: \(ms(full)) (target ≤ 30 ms; torch.autograd.gradcheck 300 ms)\n")
             printOut("gradcheck conv2d, one random direction:                  \(ms(direction)) for the whole check, \(ms(direction - structuralOnly)) for the direction itself (target < 1 ms; jax check_grads 9.5 ms)\n")
@@ -53,9 +53,12 @@ extension CNNRef {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-bench-\(ProcessInfo.processInfo.processIdentifier)")
             defer { try? FileManager.default.removeItem(at: folder) }
             var count = 0
-            let generate = median(min(repetitions, 3)) { count = try! Generator.write(to: folder).count }
-            let verify = median(min(repetitions, 3)) {
-                let r = try! Verifier.verify(folder)
+            let generate: Double
+            do { generate = try median(min(repetitions, 3)) { count = try Generator.write(to: folder).count } } catch {
+                throw InputError(folder.path, "cannot write the benchmark's vectors: \(error.localizedDescription)")
+            }
+            let verify = try median(min(repetitions, 3)) {
+                let r = try Verifier.verify(folder)
                 precondition(r.problems.isEmpty)
             }
             let bytes = (FileManager.default.enumerator(at: folder, includingPropertiesForKeys: [.fileSizeKey])?
@@ -110,11 +113,13 @@ struct FusedLoop: Accumulator {
 }
 
 /// The median wall time of `body` in seconds.
-func median(_ repetitions: Int, _ body: () -> Void) -> Double {
+func median(_ repetitions: Int, _ body: () throws -> Void) rethrows -> Double {
     let clock = ContinuousClock()
     var times: [Double] = []
     for _ in 0..<repetitions {
-        let d = clock.measure(body)
+        let start = clock.now
+        try body()
+        let d = clock.now - start
         times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
     }
     return times.sorted()[times.count / 2]

@@ -92,6 +92,12 @@ import Testing
         BadInput(name: "number underflowing to zero", file: edit(conv, "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "[1e-400, 2, 3, 4, 5, 6, 7, 8, 9]"), words: ["inputs.x.data[0]", "underflows"]),
         BadInput(name: "integer beyond Int in a shape", file: edit(conv, "[1, 1, 3, 3]", "[1, 1, 3, 99999999999999999999]"), words: ["inputs.x.shape[3]", "outside the range of Int"]),
         BadInput(name: "shape over the size limit", file: edit(conv, "[1, 1, 3, 3]", "[100000, 100000, 100, 1]"), words: ["inputs.x.shape", "exceeds the limit of 1073741824 bytes"]),
+        BadInput(name: "work beyond the limit", file: """
+            {"schema": "cnnref-case-1", "id": "t/w", "layer": "conv2d", "config": {"padding": [5000, 5000, 5000, 5000]},
+             "inputs": {"x": {"shape": [1, 1, 1, 700], "data": [\(Array(repeating: "1", count: 700).joined(separator: ", "))]},
+                        "weight": {"shape": [1, 1, 1, 1], "data": [1]}},
+             "upstream": {"shape": [1], "data": [1]}}
+            """, words: ["inputs", "107010700 output elements × 701 input elements", "exceeds the work limit"]),
         BadInput(name: "over a --max-bytes limit", file: conv, arguments: ["--max-bytes", "100"], words: ["exceeds the limit of 100 bytes"]),
         BadInput(name: "reduction neither mean nor sum", file: edit(loss, "\"mean\"", "\"avg\""), words: ["config.reduction", "\"mean\" or \"sum\""]),
         BadInput(name: "count_include_pad missing", file: edit(edit(pool, "maxpool2d", "avgpool2d"), "t/pool", "t/avg"), words: ["config.count_include_pad", "missing"]),

@@ -1,3 +1,4 @@
+import BigInt
 import GradientCheck
 import Testing
 @testable import CNNReference
@@ -137,5 +138,39 @@ import Testing
         #expect(CorrectlyRounded.sum { $0.add(.infinity); $0.add(-.infinity) }.isNaN)
         #expect(CorrectlyRounded.sum { $0.add(.infinity, times: 0) }.isNaN)
         #expect(CorrectlyRounded.sum { $0.add(.nan); $0.add(1) }.isNaN)
+    }
+}
+
+/// Average-pool gradients whose window divisors have an lcm beyond 2⁵³ take the
+/// double-double path: still within half an ulp of Σ dy/d, computed here exactly.
+@Suite struct AveragePoolLargeDivisorTests {
+    @Test func gradientWithHugeDivisorLcmIsCorrectlyRounded() {
+        // 1x64 input, 1x48 window, stride 1, count_include_pad false, padding 47 both sides:
+        // the windows covering a cell hold every count from 1 to 48, whose lcm is ~3·10²⁰.
+        let pool = AvgPool2D(window: PoolWindow(kernel: [1, 48], padding: [0, 47, 0, 47]), countIncludePad: false)
+        let x = Tensor(zeros: [1, 1, 1, 64])
+        let shape = try! pool.outputShape(forInput: x.shape)
+        let rng = SeededRandom(seed: 5)
+        let dy = Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in rng.signedUnit() })
+        let dx = pool.backward(x, outputGradient: dy).input
+        let divisors = pool.divisors(forInput: x.shape)
+        let w = pool.window.windows(forInput: x.shape).columns
+        for cell in 0..<64 {
+            // Σ dy_j / d_j exactly: a common denominator as a BigInt.
+            var numerator = Dyadic.zero
+            var denominator = BigInt(1)
+            #expect(cell != 0 || (1...48).reduce(BigInt(1)) { $0 * BigInt($1) / $0.greatestCommonDivisor(with: BigInt($1)) } > BigInt(1) << 53)
+            var terms: [(Dyadic, BigInt)] = []
+            for j in 0..<w.outputSize where (0..<48).contains(where: { w.position(window: j, tap: $0) == cell }) {
+                terms.append((Dyadic(dy[j]), BigInt(divisors[j])))
+                denominator *= BigInt(divisors[j])
+            }
+            for (value, d) in terms { numerator = numerator + value * Dyadic(mantissa: denominator / d, exponent: 0) }
+            // |dx·D − N| ≤ ulp(dx)/2 · D
+            let error = Dyadic(dx[cell]) * Dyadic(mantissa: denominator, exponent: 0) + Dyadic(mantissa: -numerator.mantissa, exponent: numerator.exponent)
+            let halfUlp = Dyadic(dx[cell].magnitude.ulp / 2) * Dyadic(mantissa: denominator, exponent: 0)
+            let magnitude = Dyadic(mantissa: BigInt(error.mantissa.magnitude), exponent: error.exponent)
+            #expect(Dyadic.compare(magnitude, halfUlp) <= 0, "cell \(cell): \(dx[cell])")
+        }
     }
 }

@@ -1,4 +1,5 @@
 import CNNReference
+import GradientCheck
 import Foundation
 import GoldenVectors
 import Testing
@@ -121,5 +122,26 @@ import Testing
         #expect(report.count(.failed) == 0)
         #expect(report.cases.filter { $0.id.hasPrefix("linear/") && $0.status == .passed }.count >= 7)
         #expect(report.count(.skipped) > 300)   // every other layer: not supported, so skipped
+    }
+}
+
+/// Which inputs a precision can represent, against the hardware formats themselves
+/// (Swift's Float16 and Float) and bfloat16 as a float32 with 16 zero low bits.
+@Suite struct RepresentabilityTests {
+    @Test func representabilityMatchesTheFormats() {
+        let rng = SeededRandom(seed: 3)
+        var values: [Double] = [0, -0.0, 1, 65504, 65520, 0x1p-24, 0x1p-25, 3 * 0x1p-25, 1 + 0x1p-10, 1 + 0x1p-11, 1 + 0x1p-7, 1 + 0x1p-8]
+        for _ in 0..<2000 {
+            let exponent = rng.below(60) - 30
+            values.append(Double(Float16(Float(rng.signedUnit()))) * Double(sign: .plus, exponent: exponent, significand: 1))
+            values.append(rng.signedUnit())
+            values.append(Double(Float(rng.signedUnit())))
+        }
+        for v in values {
+            #expect(Precision.float16.represents(v) == (Double(Float16(v)) == v && Float16(v).isFinite), "float16 \(v)")
+            let f = Float(v)
+            #expect(Precision.float32.represents(v) == (Double(f) == v), "float32 \(v)")
+            #expect(Precision.bfloat16.represents(v) == (Double(f) == v && f.bitPattern & 0xFFFF == 0), "bfloat16 \(v)")
+        }
     }
 }
