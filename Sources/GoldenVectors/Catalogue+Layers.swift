@@ -5,16 +5,24 @@ func t(_ shape: [Int], _ v: [Double]) -> Tensor { Tensor(shape: shape, scalars: 
 func named(_ name: String, _ tensor: Tensor) -> NamedTensor { NamedTensor(name, tensor) }
 
 extension Catalogue {
+    func convConfig(_ s: [Int], _ p: [Int], _ d: [Int] = [1, 1], _ g: Int = 1) -> [(String, JSON)] {
+        [("stride", ints(s)), ("padding", ints(p)), ("dilation", ints(d)), ("groups", .int(g))]
+    }
+
+    func poolConfig(_ k: [Int], _ s: [Int], _ p: [Int], _ d: [Int] = [1, 1], ceil: Bool = false, include: Bool? = nil) -> [(String, JSON)] {
+        var c: [(String, JSON)] = [("kernel", ints(k)), ("stride", ints(s)), ("padding", ints(p)),
+                                   ("dilation", ints(d)), ("ceil_mode", .bool(ceil))]
+        if let include { c.append(("count_include_pad", .bool(include))) }
+        return c
+    }
+
     // MARK: - Convolution
 
     mutating func conv2d() {
         let id = Conv2D.id
-        func convConfig(_ s: [Int], _ p: [Int], _ d: [Int] = [1, 1], _ g: Int = 1) -> [(String, JSON)] {
-            [("stride", ints(s)), ("padding", ints(p)), ("dilation", ints(d)), ("groups", .int(g))]
-        }
         // The kernel × stride × padding matrix, both kinds of values.
-        for kind in ValueKind.allCases {
-            let short = kind == .exactLowPrecision ? "exact" : "double"
+        for kind in ValueKind.original {
+            let short = kind.short
             for k in [1, 2, 3, 5] {
                 for s in [1, 2, 3] {
                     for (pname, p) in [("nopad", [0, 0, 0, 0]), ("pad1", [1, 1, 1, 1]), ("asym", [0, 1, 2, 1])] {
@@ -99,12 +107,6 @@ extension Catalogue {
     // MARK: - Pooling
 
     mutating func pooling() {
-        func poolConfig(_ k: [Int], _ s: [Int], _ p: [Int], _ d: [Int] = [1, 1], ceil: Bool = false, include: Bool? = nil) -> [(String, JSON)] {
-            var c: [(String, JSON)] = [("kernel", ints(k)), ("stride", ints(s)), ("padding", ints(p)),
-                                       ("dilation", ints(d)), ("ceil_mode", .bool(ceil))]
-            if let include { c.append(("count_include_pad", .bool(include))) }
-            return c
-        }
         let matrix: [(String, [Int], [Int], [Int], [Int], [Int], Bool)] = [
             // name, x, kernel, stride, padding, dilation, ceil
             ("k2-s2", [2, 3, 6, 6], [2, 2], [2, 2], [0, 0, 0, 0], [1, 1], false),
@@ -124,8 +126,8 @@ extension Catalogue {
             ("does-not-tile-7x7-stride-3", [1, 1, 7, 7], [3, 3], [3, 3], [0, 0, 0, 0], [1, 1], false),
             ("batch-3", [3, 2, 4, 4], [2, 2], [2, 2], [0, 0, 0, 0], [1, 1], false),
         ]
-        for kind in ValueKind.allCases {
-            let short = kind == .exactLowPrecision ? "exact" : "double"
+        for kind in ValueKind.original {
+            let short = kind.short
             for (name, xs, k, s, p, d, ceil) in matrix {
                 add(MaxPool2D.id, "\(name)-\(short)",
                     Self.describe(MaxPool2D.id, "x \(xs), kernel \(k), stride \(s), padding \(p), dilation \(d), ceil_mode \(ceil); no ties"),
@@ -179,8 +181,8 @@ extension Catalogue {
 
     mutating func activations() {
         let shapes: [(String, [Int])] = [("nchw-2x3x4x4", [2, 3, 4, 4]), ("vector-7", [7]), ("matrix-3x5", [3, 5])]
-        for kind in ValueKind.allCases {
-            let short = kind == .exactLowPrecision ? "exact" : "double"
+        for kind in ValueKind.original {
+            let short = kind.short
             for (sname, shape) in shapes {
                 let x = { (r: SeededRandom) in [named("x", Self.tensor(shape, kind, r))] }
                 for layer in [ReLU.id, Sigmoid.id, Tanh.id] {
@@ -236,8 +238,8 @@ extension Catalogue {
                  kind: .fullDouble, tags: ["edge"], [named("x", t([4], [-0.0, 0x1p-1074, -0x1p-1060, 0x1p-1030]))])
 
         // Maxout.
-        for kind in ValueKind.allCases {
-            let short = kind == .exactLowPrecision ? "exact" : "double"
+        for kind in ValueKind.original {
+            let short = kind.short
             for (pieces, n, d, m) in [(2, 3, 4, 5), (3, 2, 6, 3), (4, 4, 3, 2), (2, 1, 1, 1), (5, 2, 8, 4)] {
                 add(Maxout.id, "k\(pieces)-n\(n)-d\(d)-m\(m)-\(short)",
                     Self.describe(Maxout.id, "x [\(n),\(d)], \(pieces) pieces of \(m) units"),
@@ -256,8 +258,8 @@ extension Catalogue {
     // MARK: - Fully connected
 
     mutating func fullyConnected() {
-        for kind in ValueKind.allCases {
-            let short = kind == .exactLowPrecision ? "exact" : "double"
+        for kind in ValueKind.original {
+            let short = kind.short
             for (n, d, m) in [(1, 1, 1), (2, 3, 4), (4, 10, 3), (3, 64, 10), (1, 576, 2), (2, 4608, 1), (8, 5, 7)] {
                 add(Linear.id, "n\(n)-d\(d)-m\(m)-\(short)", Self.describe(Linear.id, "x [\(n),\(d)], weight [\(m),\(d)], bias [\(m)]"),
                     kind: kind) { r in
@@ -277,8 +279,8 @@ extension Catalogue {
 
     mutating func softmax() {
         let shapes: [([Int], Int)] = [([5], 0), ([3, 4], 1), ([3, 4], 0), ([3, 4], -1), ([2, 3, 4], 1), ([2, 3, 2, 2], 1), ([2, 3, 2, 2], 3), ([2, 3, 2, 2], -4)]
-        for kind in ValueKind.allCases {
-            let short = kind == .exactLowPrecision ? "exact" : "double"
+        for kind in ValueKind.original {
+            let short = kind.short
             for (shape, axis) in shapes {
                 for layer in [Softmax.id, LogSoftmax.id] {
                     add(layer, "rank\(shape.count)-\(shape.map(String.init).joined(separator: "x"))-axis\(axis)-\(short)",
@@ -304,8 +306,8 @@ extension Catalogue {
 
     mutating func losses() {
         let sizes: [(Int, Int)] = [(1, 2), (4, 2), (3, 5), (8, 10), (2, 1000)]
-        for kind in ValueKind.allCases {
-            let short = kind == .exactLowPrecision ? "exact" : "double"
+        for kind in ValueKind.original {
+            let short = kind.short
             for (n, c) in sizes {
                 for reduction in Reduction.allCases {
                     add(SoftmaxCrossEntropy.id, "n\(n)-c\(c)-\(reduction.rawValue)-\(short)",

@@ -1,7 +1,9 @@
 import CNNReference
 import GradientCheck
 
-/// The two kinds of input values a case can hold (its first tag).
+/// The families of input values a case can hold (its first tag). A case applies
+/// to a precision when that precision's input format holds every input exactly
+/// (`Precision.inputFormat`), so each family decides which precisions judge it.
 public enum ValueKind: String, Sendable, CaseIterable {
     /// ±m·2⁻⁶ with 1 ≤ m ≤ 127: exactly representable in bfloat16, float16
     /// (normal range), TF32 and float32, so every engine receives the same
@@ -10,6 +12,34 @@ public enum ValueKind: String, Sendable, CaseIterable {
     /// Uniform in ±[0, 4) with all 53 significand bits random: stresses the
     /// correctly rounded sums.
     case fullDouble = "full-double"
+    /// Random float32 values using all 24 significant bits (the last one set), in
+    /// ±[1/8, 4): applicable at float32 but rounded by TF32, float16 and bfloat16,
+    /// so a TF32 or bfloat16 engine cannot pass as float32.
+    case exactFloat32 = "exact-in-float32"
+    /// 11 significant bits (the last one set) in float32's exponent range: every
+    /// eighth value (the first included) is scaled by 2¹⁶ or 2⁻¹⁶, beyond float16's range.
+    case exactTF32 = "exact-in-tf32"
+    /// 11 significant bits (the last one set) in ±[1/8, 4): float16's normal range.
+    case exactFloat16 = "exact-in-float16"
+    /// 8 significant bits (the last one set) in ±[1/8, 4).
+    case exactBfloat16 = "exact-in-bfloat16"
+
+    /// The two families of the first catalogue, over its whole matrix.
+    public static let original: [ValueKind] = [.exactLowPrecision, .fullDouble]
+    /// The families that use each low-precision format's whole significand.
+    public static let perFormat: [ValueKind] = [.exactFloat32, .exactTF32, .exactFloat16, .exactBfloat16]
+
+    /// The suffix of case ids of this family.
+    var short: String {
+        switch self {
+        case .exactLowPrecision: return "exact"
+        case .fullDouble: return "double"
+        case .exactFloat32: return "f32"
+        case .exactTF32: return "tf32"
+        case .exactFloat16: return "f16"
+        case .exactBfloat16: return "bf16"
+        }
+    }
 }
 
 /// The golden-vector catalogue: every case the package ships, written as code
@@ -26,6 +56,8 @@ public struct Catalogue: Sendable {
         fullyConnected()
         softmax()
         losses()
+        perFormatFamilies()
+        probes()
     }
 
     // MARK: - Building blocks
@@ -38,12 +70,26 @@ public struct Catalogue: Sendable {
     }
 
     static func values(_ count: Int, _ kind: ValueKind, _ rng: SeededRandom) -> [Double] {
-        (0..<count).map { _ in
+        (0..<count).map { i in
             switch kind {
             case .exactLowPrecision: return rng.sign() * Double(1 + rng.below(127)) / 64
             case .fullDouble: return 4 * rng.signedUnit()
+            case .exactFloat32: return fullSignificand(24, rng)
+            case .exactTF32:
+                let v = fullSignificand(11, rng)
+                return i % 8 == 0 ? v * (rng.below(2) == 0 ? 0x1p16 : 0x1p-16) : v
+            case .exactFloat16: return fullSignificand(11, rng)
+            case .exactBfloat16: return fullSignificand(8, rng)
             }
         }
+    }
+
+    /// ±(1 + k/2ᵖ⁻¹)·2ᵉ with e in −3…1 and the lowest of the p bits set: a value that
+    /// needs every one of p significant bits.
+    static func fullSignificand(_ p: Int, _ rng: SeededRandom) -> Double {
+        let fraction = rng.below(1 << (p - 1)) | 1
+        let m = 1 + Double(fraction) / Double(1 << (p - 1))
+        return rng.sign() * m * Double(sign: .plus, exponent: rng.below(5) - 3, significand: 1)
     }
 
     static func tensor(_ shape: [Int], _ kind: ValueKind, _ rng: SeededRandom) -> Tensor {

@@ -1,159 +1,308 @@
 import CNNReference
 import Foundation
 
-/// The arithmetic an engine computes in: unit roundoffs of its inputs (when it
-/// rounds them internally), of its accumulation, and of its stored outputs.
+/// A binary floating-point format: its significand bits (the hidden bit
+/// included), the exponent of its smallest normal number and of its largest
+/// binade. Rounding is to nearest, ties to even, with gradual underflow.
+public struct FloatFormat: Sendable, Equatable {
+    public let name: String
+    public let significandBits: Int
+    public let minExponent: Int
+    public let maxExponent: Int
+
+    public static let float64 = FloatFormat(name: "float64", significandBits: 53, minExponent: -1022, maxExponent: 1023)
+    public static let float32 = FloatFormat(name: "float32", significandBits: 24, minExponent: -126, maxExponent: 127)
+    /// TF32: float32's exponent range with float16's 11 significant bits.
+    public static let tf32 = FloatFormat(name: "tf32", significandBits: 11, minExponent: -126, maxExponent: 127)
+    public static let float16 = FloatFormat(name: "float16", significandBits: 11, minExponent: -14, maxExponent: 15)
+    public static let bfloat16 = FloatFormat(name: "bfloat16", significandBits: 8, minExponent: -126, maxExponent: 127)
+
+    /// u = 2⁻ᵖ.
+    public var unitRoundoff: Double { Double(sign: .plus, exponent: -significandBits, significand: 1) }
+    public var smallestNormal: Double { Double(sign: .plus, exponent: minExponent, significand: 1) }
+    public var greatestFinite: Double {
+        Double(sign: .plus, exponent: maxExponent, significand: 2 - Double(sign: .plus, exponent: 1 - significandBits, significand: 1))
+    }
+
+    /// `x` rounded to this format (±∞ past its largest finite number).
+    public func rounded(_ x: Double) -> Double {
+        guard x.isFinite, x != 0, significandBits < 53 else { return x }
+        let ulp = Double(sign: .plus, exponent: max(Int(x.exponent), minExponent) - significandBits + 1, significand: 1)
+        let r = (x / ulp).rounded(.toNearestOrEven) * ulp
+        return r.magnitude > greatestFinite ? Double(sign: x.sign, exponent: 0, significand: .infinity) : r
+    }
+
+    /// True when the format holds `x` exactly (NaN and ±∞ included).
+    public func represents(_ x: Double) -> Bool { !x.isFinite || rounded(x) == x }
+}
+
+/// The arithmetic an engine computes in: the format its inputs must be exact in
+/// for a case to apply, the unit roundoff of its accumulation, and the format
+/// it stores results (and the intermediates it saves between forward and
+/// backward) in.
 public enum Precision: String, CaseIterable, Sendable {
     case float64, float32, tf32, float16, bfloat16
 
-    /// Inputs are rounded to this (0: used as given).
-    public var inputUnit: Double {
+    /// From the tightest to the loosest: the order in which a fingerprint names them.
+    public static let tightestFirst: [Precision] = [.float64, .float32, .tf32, .float16, .bfloat16]
+
+    /// A case applies when every input is exact in this format: then the engine
+    /// receives exactly the reference's inputs and no input rounding enters the
+    /// bound (TF32 rounds float32 inputs to 11 bits inside its sums, so only
+    /// inputs TF32 holds exactly apply, and a TF32 engine cannot pass as float32).
+    public var inputFormat: FloatFormat {
         switch self {
-        case .float64, .float32: return 0
-        case .tf32, .float16: return 0x1p-11
-        case .bfloat16: return 0x1p-8
+        case .float64: return .float64
+        case .float32: return .float32
+        case .tf32: return .tf32
+        case .float16: return .float16
+        case .bfloat16: return .bfloat16
+        }
+    }
+    /// Results are stored in this format.
+    public var outputFormat: FloatFormat {
+        switch self {
+        case .float64: return .float64
+        case .float32, .tf32: return .float32
+        case .float16: return .float16
+        case .bfloat16: return .bfloat16
         }
     }
     /// Sums are accumulated with this: float64 in double, every other precision in
     /// float32 (what cuDNN, oneDNN and XLA do for TF32, float16 and bfloat16).
     public var accumulationUnit: Double { self == .float64 ? 0x1p-53 : 0x1p-24 }
-    /// Results are stored with this.
-    public var outputUnit: Double {
-        switch self {
-        case .float64: return 0x1p-53
-        case .float32, .tf32: return 0x1p-24
-        case .float16: return 0x1p-11
-        case .bfloat16: return 0x1p-8
-        }
-    }
-
+    public var outputUnit: Double { outputFormat.unitRoundoff }
     /// The smallest normal number of the accumulation format.
     public var underflowUnit: Double { self == .float64 ? 0x1p-1022 : 0x1p-126 }
+    /// The largest finite number of the accumulation format.
+    public var accumulationLimit: Double { self == .float64 ? FloatFormat.float64.greatestFinite : FloatFormat.float32.greatestFinite }
 
-    /// True when `x` is exactly representable in the format the engine receives its
-    /// inputs in (float32 for TF32: it rounds internally).
-    public func represents(_ x: Double) -> Bool {
-        guard x.isFinite, x != 0 else { return true }
+    /// True when `x` is exactly representable in the precision's input format.
+    public func represents(_ x: Double) -> Bool { inputFormat.represents(x) }
+
+    /// What an engine of this precision does, for reports.
+    public var arithmetic: String {
         switch self {
-        case .float64: return true
-        case .float32, .tf32: return Double(Float(x)) == x
-        case .float16:
-            // 11 significant bits, exponent ≥ −14 (subnormals down to 2⁻²⁴), ≤ 65504.
-            guard x.magnitude <= 65504, x.magnitude >= 0x1p-24 else { return false }
-            let lsb = max(Int(x.exponent) - 10, -24)
-            return (x / Double(sign: .plus, exponent: lsb, significand: 1)).rounded() == x / Double(sign: .plus, exponent: lsb, significand: 1)
-        case .bfloat16:
-            guard Double(Float(x)) == x else { return false }
-            return Float(x).bitPattern & 0xFFFF == 0
+        case .float64: return "float64 throughout"
+        case .float32: return "float32 throughout"
+        case .tf32: return "inputs of sums of products rounded to 11 significant bits (TF32), float32 accumulation and outputs"
+        case .float16: return "float16 inputs and outputs (11 significant bits), float32 accumulation"
+        case .bfloat16: return "bfloat16 inputs and outputs (8 significant bits), float32 accumulation"
         }
     }
 }
 
 /// For every element of a case's outputs and gradients, the quantities its
 /// forward error bound is made of: `terms`, how many rounding steps lie behind
-/// it (n, or a stated constant for elementwise functions), and `magnitude`, the
-/// Σ|terms| (or a stated magnitude) they act on.
+/// it (n, or a stated constant for elementwise functions), and the magnitude M
+/// they act on — the Σ|terms| (or a stated magnitude) — held as
+/// `magnitude · 2^exponent` so that M never overflows to ∞ or NaN.
+/// `storage` counts the roundings to the output format of intermediates an
+/// engine saves between its steps (σ saved for σ', x − m for log-softmax); they
+/// matter where the output format is narrower than the accumulation (float16,
+/// bfloat16). `isSum`: M is a Σ|terms| the engine's accumulator must hold.
 public struct ErrorScale: Sendable {
     public var terms: [Double]
     public var magnitude: [Double]
+    public var exponent: [Int]
+    public var storage: Double = 0
+    public var isSum = false
 
-    /// |engine − exact| ≤ γ_terms(u_acc)·M + (2u_in + u_in²)·M + u_out·|golden|
-    /// + terms·η (underflow: η is the smallest normal number of the accumulation format,
-    /// so engines that flush subnormals to zero pass) + 2⁻⁵³·|golden| (the golden
-    /// value's own rounding).
+    public init(terms: [Double], magnitude: [Double], exponent: [Int]? = nil, storage: Double = 0, isSum: Bool = false) {
+        self.terms = terms
+        self.magnitude = magnitude
+        self.exponent = exponent ?? Array(repeating: 0, count: magnitude.count)
+        self.storage = storage
+        self.isSum = isSum
+    }
+
+    /// M of element i, as a double (∞ when it exceeds the double range).
+    public func trueMagnitude(_ i: Int) -> Double { scalbn(magnitude[i], exponent[i]) }
+
+    /// |engine − exact| ≤ γ_terms(u_acc)·M + storage·(u_out − u_acc)·M + u_out·|golden|
+    /// + terms·η_acc + η_out + 2⁻⁵³·|golden|: η the smallest normal number of the
+    /// accumulation and of the output format (engines that flush subnormals pass),
+    /// 2⁻⁵³·|golden| the golden value's own rounding.
     public func bound(_ i: Int, golden: Double, precision p: Precision) -> Double {
-        gamma(terms[i], p.accumulationUnit) * magnitude[i]
-            + (2 * p.inputUnit + p.inputUnit * p.inputUnit) * magnitude[i]
+        let relative = gamma(terms[i], p.accumulationUnit) + storage * max(0, p.outputUnit - p.accumulationUnit)
+        return scalbn(relative * magnitude[i], exponent[i])
             + (p.outputUnit + 0x1p-53) * golden.magnitude
-            + max(terms[i], 1) * p.underflowUnit
+            + max(terms[i], 1) * p.underflowUnit + p.outputFormat.smallestNormal
+    }
+
+    /// Why element i has no usable bound at precision p, or nil when it has one.
+    public func unjudgeable(_ i: Int, golden: Double, precision p: Precision) -> String? {
+        let m = trueMagnitude(i)
+        if magnitude[i].isNaN { return "its error magnitude is NaN (a non-finite value feeds a finite result)" }
+        if isSum && m > p.accumulationLimit {
+            return "Σ|terms| = \(String(format: "%.3g", m)) exceeds the largest \(p.accumulationUnit == 0x1p-53 ? "float64" : "float32") (\(String(format: "%.3g", p.accumulationLimit))): an engine's sum may overflow, so no rounding bound holds"
+        }
+        let b = bound(i, golden: golden, precision: p)
+        if !b.isFinite {
+            return gamma(terms[i], p.accumulationUnit).isInfinite
+                ? "\(Int(terms[i])) rounding steps at u = \(p.accumulationUnit) leave no finite bound (n·u ≥ 1)"
+                : "the bound \(b) is not finite (M = \(String(format: "%.3g", m)))"
+        }
+        return nil
     }
 }
 
 public enum ErrorModel {
     static func abs(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, scalars: t.scalars.map(\.magnitude)) }
     static func ones(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, scalars: Array(repeating: 1, count: t.count)) }
-    static func scale(_ n: Tensor, _ s: Tensor) -> ErrorScale { ErrorScale(terms: n.scalars, magnitude: s.scalars) }
-    static func constant(_ n: Double, _ s: [Double]) -> ErrorScale { ErrorScale(terms: Array(repeating: n, count: s.count), magnitude: s) }
+    /// `t`·2⁻ᵏ (exact unless it underflows).
+    static func scaled(_ t: Tensor, _ k: Int) -> Tensor { k == 0 ? t : Tensor(shape: t.shape, scalars: t.scalars.map { scalbn($0, -k) }) }
+    /// The binary exponent that brings the largest finite |value| of `t` below 2 (0 when it already is).
+    static func normalising(_ t: Tensor) -> Int {
+        let m = t.scalars.lazy.filter(\.isFinite).map(\.magnitude).max() ?? 0
+        return m < 2 ? 0 : Int(m.exponent)
+    }
+    static func scale(_ n: Tensor, _ s: Tensor, _ e: Int, storage: Double = 0, sum: Bool = true) -> ErrorScale {
+        ErrorScale(terms: n.scalars, magnitude: s.scalars, exponent: Array(repeating: e, count: s.count), storage: storage, isSum: sum)
+    }
+    static func constant(_ n: Double, _ s: [Double], _ e: Int = 0, storage: Double = 0, sum: Bool = false) -> ErrorScale {
+        ErrorScale(terms: Array(repeating: n, count: s.count), magnitude: s, exponent: Array(repeating: e, count: s.count),
+                   storage: storage, isSum: sum)
+    }
+    /// Σ parts (non-negative) without overflow: (sum, 0), or (sum·2⁻ᵏ, k) when the plain sum overflows.
+    static func wide(_ parts: [Double]) -> (Double, Int) {
+        let s = parts.reduce(0, +)
+        if s.isFinite || parts.contains(where: \.isNaN) { return (s, 0) }
+        let k = 4 + Int(Double(parts.count).exponent) + 1
+        return (parts.reduce(0) { $0 + scalbn($1, -k) }, k)
+    }
+    /// `wide` per element, as an ErrorScale.
+    static func wideConstant(_ n: Double, _ parts: [[Double]], storage: Double = 0) -> ErrorScale {
+        let w = parts.map(wide)
+        return ErrorScale(terms: Array(repeating: n, count: w.count), magnitude: w.map(\.0), exponent: w.map(\.1), storage: storage)
+    }
 
     /// The error scales of a case's output (first) and gradients (input, then parameters).
+    ///
+    /// Magnitudes are first computed as they are; where one overflows (inputs or
+    /// upstreams near the top of the double range), it is computed again on inputs
+    /// scaled by powers of two — every magnitude is linear in the upstream and, for
+    /// the multilinear layers, in x and in the weights — and carried with its exponent.
     public static func scales(_ c: Case, golden: Expected) throws -> (output: ErrorScale, gradients: [ErrorScale]) {
+        let plain = try raw(c, golden: golden, x: 0, parameters: 0, upstream: 0)
+        let all = [plain.output] + plain.gradients
+        guard all.contains(where: { s in s.magnitude.indices.contains { !s.trueMagnitude($0).isFinite && !s.magnitude[$0].isNaN } }) else {
+            return plain
+        }
+        let layer = try LayerRegistry.makeLayer(c)
+        let multilinear = layer is Conv2D || layer is Linear || layer is Maxout || layer is AvgPool2D
+        let a = multilinear ? normalising(c.inputs[0].tensor) : 0
+        let b = multilinear ? (layer.parameters.map { normalising($0.tensor) }.max() ?? 0) : 0
+        let u = normalising(c.upstream ?? Tensor(scalar: 1))
+        let wide = try raw(c, golden: golden, x: a, parameters: b, upstream: u)
+        func merge(_ p: ErrorScale, _ w: ErrorScale) -> ErrorScale {
+            var out = p
+            for i in p.magnitude.indices where !p.trueMagnitude(i).isFinite && !p.magnitude[i].isNaN {
+                out.magnitude[i] = w.magnitude[i]
+                out.exponent[i] = w.exponent[i]
+            }
+            return out
+        }
+        return (merge(plain.output, wide.output), zip(plain.gradients, wide.gradients).map(merge))
+    }
+
+    /// The scales computed with x·2⁻ᵃ, parameters·2⁻ᵇ (a bias 2⁻⁽ᵃ⁺ᵇ⁾) and upstream·2⁻ᵘ.
+    static func raw(_ c: Case, golden: Expected, x a: Int, parameters b: Int, upstream u: Int) throws -> (output: ErrorScale, gradients: [ErrorScale]) {
         let layer = try LayerRegistry.makeLayer(c)
         let x = c.inputs[0].tensor
-        let dy = c.upstream ?? Tensor(scalar: 1)
+        let dy = scaled(c.upstream ?? Tensor(scalar: 1), u)
         let y = golden.outputs[0].tensor
         let g = golden.gradients.map(\.tensor)
         func withParameters(_ f: (Tensor) -> Tensor) -> any Layer {
             var l = layer
-            for k in l.parameters.indices { l.parameters[k].tensor = f(l.parameters[k].tensor) }
+            for k in l.parameters.indices {
+                let isBias = l.parameters[k].name == "bias"
+                l.parameters[k].tensor = scaled(f(l.parameters[k].tensor), isBias ? a + b : b)
+            }
             return l
         }
         switch layer {
         case is Conv2D, is Linear, is AvgPool2D:
             // Multilinear: Σ|terms| is the layer applied to absolute values; the number
             // of terms is the layer applied to ones (for an average, the window area).
-            let absolute = withParameters(abs), counting = withParameters(ones)
-            let s = absolute.forward(abs(x), accumulator: PlainSum.self)
-            let gs = absolute.backward(abs(x), outputGradient: abs(dy))
+            let absolute = withParameters(abs)
+            let ax = scaled(abs(x), a)
+            let s = absolute.forward(ax, accumulator: PlainSum.self)
+            let gs = absolute.backward(ax, outputGradient: abs(dy))
             if let pool = layer as? AvgPool2D {
                 let area = Double(pool.window.kernel[0] * pool.window.kernel[1] + 1)
-                return (constant(area, s.scalars), [constant(area, gs.input.scalars)])
+                return (constant(area, s.scalars, a, sum: true), [constant(area, gs.input.scalars, u, sum: true)])
             }
+            var counting = layer
+            for k in counting.parameters.indices { counting.parameters[k].tensor = ones(counting.parameters[k].tensor) }
             let n = counting.forward(ones(x), accumulator: PlainSum.self)
             let gn = counting.backward(ones(x), outputGradient: ones(dy))
-            return (scale(n, s), [scale(gn.input, gs.input)] + zip(gn.parameters, gs.parameters).map(scale))
+            let parameterExponents = layer.parameters.map { $0.name == "bias" ? u : a + u }
+            return (scale(n, s, a + b), [scale(gn.input, gs.input, b + u)]
+                    + zip(zip(gn.parameters, gs.parameters), parameterExponents).map { scale($0.0, $0.1, $1) })
         case let pool as MaxPool2D:
             let routed = pool.backward(x, outputGradient: abs(dy)).input
             let count = pool.backward(x, outputGradient: ones(dy)).input
-            return (constant(0, y.scalars.map(\.magnitude)), [scale(count, routed)])
+            return (constant(0, y.scalars.map(\.magnitude)), [scale(count, routed, u)])
         case let maxout as Maxout:
             let (n, d, m, k) = (x.shape[0], x.shape[1], maxout.weight.shape[1], maxout.pieces)
-            let s = (withParameters(abs) as! Maxout).forward(abs(x), accumulator: PlainSum.self)
+            let ax = scaled(abs(x), a)
+            let s = (withParameters(abs) as! Maxout).forward(ax, accumulator: PlainSum.self)
+            let w = scaled(abs(maxout.weight), b)
             var dx = [Double](repeating: 0, count: n * d)
-            for b in 0..<n { for i in 0..<d { for o in 0..<m {
-                let w = (0..<k).map { maxout.weight[($0 * m + o) * d + i].magnitude }.max()!
-                dx[b * d + i] += dy[b * m + o].magnitude * w
+            for r in 0..<n { for i in 0..<d { for o in 0..<m {
+                let wmax = (0..<k).map { w[($0 * m + o) * d + i] }.max()!
+                dx[r * d + i] += dy[r * m + o].magnitude * wmax
             } } }
             var dw = [Double](repeating: 0, count: maxout.weight.count), db = [Double](repeating: 0, count: maxout.bias.count)
             for j in 0..<k { for o in 0..<m {
-                for b in 0..<n {
-                    db[j * m + o] += dy[b * m + o].magnitude
-                    for i in 0..<d { dw[(j * m + o) * d + i] += dy[b * m + o].magnitude * x[b * d + i].magnitude }
+                for r in 0..<n {
+                    db[j * m + o] += dy[r * m + o].magnitude
+                    for i in 0..<d { dw[(j * m + o) * d + i] += dy[r * m + o].magnitude * ax[r * d + i] }
                 }
             } }
-            return (constant(Double(d + 1), s.scalars),
-                    [constant(Double(m), dx), constant(Double(n), dw), constant(Double(n), db)])
+            // The pieces are rounded to the output format before the maximum (storage 1).
+            return (constant(Double(d + 1), s.scalars, a + b, storage: 1, sum: true),
+                    [constant(Double(m), dx, b + u, storage: 1, sum: true), constant(Double(n), dw, a + u, sum: true),
+                     constant(Double(n), db, u, sum: true)])
         case is ReLU, is LeakyReLU:
             return (constant(1, y.scalars.map(\.magnitude)), [constant(1, g[0].scalars.map(\.magnitude))])
         case let prelu as PReLU:
             let members = prelu.backward(x, outputGradient: abs(dy)).parameters[0].scalars.map(\.magnitude)
             return (constant(1, y.scalars.map(\.magnitude)),
-                    [constant(1, g[0].scalars.map(\.magnitude)), constant(Double(x.count), members)])
+                    [constant(1, g[0].scalars.map(\.magnitude)), constant(Double(x.count), members, u, sum: true)])
         case is Sigmoid:
             // σ' = σ·(1 − σ) as engines write it: 1 − σ carries an absolute error of u·σ.
-            // exp within 2 ulp (vectorised libraries), then an add and a divide.
+            // exp within 2 ulp (vectorised libraries), then an add and a divide. The
+            // backward reads σ as saved in the output format, then 1 − σ, the products.
             return (constant(8, y.scalars.map(\.magnitude)),
-                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * logistic(x[$0]) })])
+                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * logistic(x[$0]) }, u, storage: 4)])
         case is Tanh:
             // 1 − t² carries an absolute error of about 2u·t².
             return (constant(8, y.scalars.map(\.magnitude)),
-                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (1 + y[$0] * y[$0]) })])
+                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (1 + y[$0] * y[$0]) }, u, storage: 4)])
         case let elu as ELU:
             // For x ≤ 0 engines may form α·eˣ as y + α, which carries an absolute error of u·α.
             // Engines that form α·(eˣ − 1) without expm1 carry an absolute error of about u·α.
-            return (constant(8, x.scalars.indices.map { y[$0].magnitude + (x[$0] > 0 ? 0 : elu.alpha.magnitude) }),
-                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (x[$0] > 0 ? 1 : exp(x[$0]) * elu.alpha.magnitude + elu.alpha.magnitude) })])
+            return (wideConstant(8, x.scalars.indices.map { [y[$0].magnitude, x[$0] > 0 ? 0 : elu.alpha.magnitude] }, storage: 1),
+                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (x[$0] > 0 ? 1 : exp(x[$0]) * elu.alpha.magnitude + elu.alpha.magnitude) }, u, storage: 3)])
         case let swish as Swish:
-            let b = swish.beta
+            let beta = swish.beta
             let dxM = x.scalars.indices.map { i -> Double in
-                let bx = b * x[i]
+                let bx = beta * x[i]
                 return dy[i].magnitude * logistic(bx) * (1 + bx.magnitude)
             }
             // The factor σ(1 − σ) carries an absolute error of u·σ (see sigmoid).
-            let dbM = x.scalars.indices.reduce(0.0) { $0 + dy[$1].magnitude * x[$1] * x[$1] * logistic(b * x[$1]) }
+            let dbM = x.scalars.indices.reduce(0.0) { $0 + dy[$1].magnitude * x[$1] * x[$1] * logistic(beta * x[$1]) }
             // x·σ(βx): the sigmoid's 8 steps, a product by β and by x; σ(βx) is
-            // conditioned by |βx|·σ(−βx) in the rounding of βx.
-            let yM = x.scalars.indices.map { i in y[i].magnitude * (1 + (b * x[i]).magnitude) }
-            return (constant(10, yM), [constant(10, dxM), constant(Double(x.count + 10), [dbM])])
+            // conditioned by |βx|·σ(−βx) in the rounding of βx. Composed engines store
+            // βx and σ(βx) in the output format.
+            let yParts = x.scalars.indices.map { i -> [Double] in
+                let bx = beta * x[i]
+                return [y[i].magnitude, y[i].magnitude * bx.magnitude * logistic(-bx)]
+            }
+            return (wideConstant(10, yParts, storage: 3),
+                    [constant(10, dxM, u, storage: 4), constant(Double(x.count + 10), [dbM], u, storage: 4, sum: true)])
         case let softmax as Softmax:
             let axis = softmax.axis < 0 ? softmax.axis + x.rank : softmax.axis
             let len = Double(x.shape[axis])
@@ -162,11 +311,12 @@ public enum ErrorModel {
                 let dot = slice.reduce(0.0) { $0 + (dy[$1] * y[$1]).magnitude }
                 for i in slice { dxM[i] = y[i].magnitude * (dy[i].magnitude + dot) }
             }
-            return (constant(len + 6, y.scalars.map(\.magnitude)), [constant(len + 8, dxM)])
+            // Stored in the output format: x − m, each exponential, the saved y.
+            return (constant(len + 6, y.scalars.map(\.magnitude), storage: 3), [constant(len + 8, dxM, u, storage: 3)])
         case let logSoftmax as LogSoftmax:
             let axis = logSoftmax.axis < 0 ? logSoftmax.axis + x.rank : logSoftmax.axis
             let len = Double(x.shape[axis])
-            var yM = [Double](repeating: 0, count: x.count), dxM = [Double](repeating: 0, count: x.count)
+            var yParts = [[Double]](repeating: [], count: x.count), dxM = [Double](repeating: 0, count: x.count)
             for slice in AxisSlices(shape: x.shape, axis: axis).all {
                 let m = slice.map { x[$0] }.max() ?? 0
                 let logSum = log(slice.reduce(0.0) { $0 + exp(x[$1] - m) })
@@ -174,39 +324,39 @@ public enum ErrorModel {
                 for i in slice {
                     // y = x − (m + log S): the magnitudes of x, m and log S, and the absolute
                     // error u of log S once S ≥ 1 is rounded (no log1p assumed).
-                    yM[i] = x[i].magnitude + m.magnitude + logSum + 1
+                    yParts[i] = [x[i].magnitude, m.magnitude, logSum, 1]
                     dxM[i] = dy[i].magnitude + exp(y[i]) * total
                 }
             }
-            return (constant(len + 6, yM), [constant(len + 6, dxM)])
+            return (wideConstant(len + 6, yParts, storage: 3), [constant(len + 6, dxM, u, storage: 3)])
         case let ce as SoftmaxCrossEntropy:
             let (n, cl) = (x.shape[0], x.shape[1])
             let divisor = ce.reduction == .mean ? Double(n) : 1
-            var lossM = 0.0
+            var lossParts: [Double] = []
             var dxM = [Double](repeating: 0, count: x.count)
             for i in 0..<n {
                 let row = Array(x.scalars[i * cl..<(i + 1) * cl])
                 let m = row.max() ?? 0
                 let s = row.reduce(0.0) { $0 + exp($1 - m) }
                 // log S − (s_y − m) with S ≥ 1 rounded: an absolute error of u in log S (no log1p assumed).
-                lossM += (log(s) + row[ce.labels[i]].magnitude + m.magnitude + 1) / divisor
+                lossParts += [log(s), row[ce.labels[i]].magnitude, m.magnitude, 1].map { $0 / divisor }
                 for j in 0..<cl { dxM[i * cl + j] = (exp(row[j] - m) / s + (j == ce.labels[i] ? 1 : 0)) / divisor * dy[0].magnitude }
             }
-            return (constant(Double(cl + n + 8), [lossM]), [constant(Double(cl + 8), dxM)])
+            return (wideConstant(Double(cl + n + 8), [lossParts], storage: 3), [constant(Double(cl + 8), dxM, u, storage: 3)])
         case let hinge as MulticlassHinge:
             let (n, cl) = (x.shape[0], x.shape[1])
             let active = hinge.activeSet(x)
             let divisor = hinge.reduction == .mean ? Double(n) : 1
-            var lossM = 0.0
+            var lossParts: [Double] = []
             for t in 0..<(n * cl) where active[t] == 1 {
-                lossM += (x[t].magnitude + x[(t / cl) * cl + hinge.labels[t / cl]].magnitude + hinge.margin.magnitude) / divisor
+                lossParts += [x[t].magnitude, x[(t / cl) * cl + hinge.labels[t / cl]].magnitude, hinge.margin.magnitude].map { $0 / divisor }
             }
             // The label's gradient counts up to C − 1 active terms (PyTorch sums C terms of 1/C).
-            return (constant(Double(3 * n * cl + 2), [lossM]), [constant(Double(cl + 2), g[0].scalars.map(\.magnitude))])
+            return (wideConstant(Double(3 * n * cl + 2), [lossParts], storage: 2),
+                    [constant(Double(cl + 2), g[0].scalars.map(\.magnitude), storage: 1)])
         default:
             // A layer the model does not know: only exact agreement passes.
             return (constant(0, y.scalars.map { _ in 0 }), g.map { constant(0, $0.scalars.map { _ in 0 }) })
         }
     }
 }
-

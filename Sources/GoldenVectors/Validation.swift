@@ -35,6 +35,9 @@ public struct CaseVerdict: Sendable {
     public enum Status: String, Sendable {
         case passed, failed, skipped
         case notApplicable = "not-applicable"
+        /// Nothing failed, but some tensors were not in the results ("forward only"
+        /// when no gradient was): never counted as passed.
+        case partial
     }
     public var id: String
     public var status: Status
@@ -48,8 +51,10 @@ public struct ValidationReport: Sendable {
     public var cases: [CaseVerdict]
     public func count(_ s: CaseVerdict.Status) -> Int { cases.filter { $0.status == s }.count }
     public var passed: Bool { count(.failed) == 0 }
+    /// Cases judged at all (passed, partial or failed).
+    public var judged: Int { count(.passed) + count(.partial) + count(.failed) }
     public var summary: String {
-        "\(count(.passed)) passed, \(count(.failed)) failed, \(count(.skipped)) skipped, \(count(.notApplicable)) not applicable"
+        "\(count(.passed)) passed, \(count(.failed)) failed, \(count(.skipped)) skipped, \(count(.notApplicable)) not applicable, \(count(.partial)) partial"
     }
 }
 
@@ -117,17 +122,42 @@ public enum Validator {
     /// A case the engine did not run is skipped, never passed.
     public static func validate(engine: String, precision: Precision, cases: [Case], results: [String: EngineResult],
                                 unsupported: [String: String] = [:]) -> ValidationReport {
+        var scales = ScaleCache()
+        return validate(engine: engine, precision: precision, cases: cases, results: results, unsupported: unsupported, scales: &scales)
+    }
+
+    /// The error scales of each case, computed once whatever the precision.
+    public struct ScaleCache {
+        var stored: [String: Result<(output: ErrorScale, gradients: [ErrorScale]), CaseError>] = [:]
+        public init() {}
+        mutating func scales(_ c: Case, _ golden: Expected) -> Result<(output: ErrorScale, gradients: [ErrorScale]), CaseError> {
+            if let s = stored[c.id] { return s }
+            let s: Result<(output: ErrorScale, gradients: [ErrorScale]), CaseError>
+            do { s = .success(try ErrorModel.scales(c, golden: golden)) } catch { s = .failure(CaseError("", "\(error)")) }
+            stored[c.id] = s
+            return s
+        }
+    }
+
+    static func validate(engine: String, precision: Precision, cases: [Case], results: [String: EngineResult],
+                         unsupported: [String: String], scales: inout ScaleCache) -> ValidationReport {
         let verdicts = cases.map { c -> CaseVerdict in
             guard let result = results[c.id] else {
                 return CaseVerdict(id: c.id, status: .skipped, reason: unsupported[c.id] ?? "not in the results")
             }
-            return judge(c, result, precision)
+            return judge(c, result, precision, scales: &scales)
         }
         return ValidationReport(engine: engine, precision: precision, cases: verdicts)
     }
 
     /// Runs a Swift engine over every case and judges it.
     public static func validate(_ engine: any Engine, cases: [Case]) -> ValidationReport {
+        let (results, unsupported) = run(engine, cases: cases)
+        return validate(engine: engine.name, precision: engine.precision, cases: cases, results: results, unsupported: unsupported)
+    }
+
+    /// Runs a Swift engine over every case (without their expected values).
+    public static func run(_ engine: any Engine, cases: [Case]) -> (results: [String: EngineResult], unsupported: [String: String]) {
         var results: [String: EngineResult] = [:]
         var unsupported: [String: String] = [:]
         for c in cases {
@@ -139,18 +169,40 @@ public enum Validator {
                 unsupported[c.id] = "the engine threw: \(error)"
             }
         }
-        return validate(engine: engine.name, precision: engine.precision, cases: cases, results: results, unsupported: unsupported)
+        return (results, unsupported)
     }
 
-    static func judge(_ c: Case, _ result: EngineResult, _ precision: Precision) -> CaseVerdict {
+    /// Why `c` does not apply at `precision` (an input the precision's input format does not
+    /// hold exactly, or a golden value beyond its output format's range), or nil.
+    public static func inapplicability(_ c: Case, _ precision: Precision) -> String? {
+        let format = precision.inputFormat
+        for t in c.inputs + (c.upstream.map { [NamedTensor("upstream", $0)] } ?? []) {
+            if let i = t.tensor.scalars.firstIndex(where: { !format.represents($0) }) {
+                let v = t.tensor[i]
+                return "\(t.name == "upstream" ? "upstream" : "inputs.\(t.name)")\(t.tensor.index(ofFlat: i)) = \(v) is not exact in \(format.name) (it rounds to \(format.rounded(v)))"
+            }
+        }
+        guard let golden = c.expected else { return nil }
+        let out = precision.outputFormat
+        for (section, tensors) in [("outputs", golden.outputs), ("gradients", golden.gradients)] {
+            for t in tensors {
+                if let i = t.tensor.scalars.firstIndex(where: { $0.isFinite && !out.rounded($0).isFinite }) {
+                    return "\(section).\(t.name)\(t.tensor.index(ofFlat: i)) = \(t.tensor[i]) exceeds the \(out.name) range (largest \(out.greatestFinite))"
+                }
+            }
+        }
+        return nil
+    }
+
+    static func judge(_ c: Case, _ result: EngineResult, _ precision: Precision, scales cache: inout ScaleCache) -> CaseVerdict {
         guard let golden = c.expected else { return CaseVerdict(id: c.id, status: .skipped, reason: "the golden case has no expected values") }
-        let inputs = c.inputs.flatMap(\.tensor.scalars) + (c.upstream?.scalars ?? [])
-        if let bad = inputs.first(where: { !precision.represents($0) }) {
-            return CaseVerdict(id: c.id, status: .notApplicable, reason: "input \(bad) is not representable in \(precision.rawValue)")
+        if let why = inapplicability(c, precision) {
+            return CaseVerdict(id: c.id, status: .notApplicable, reason: why)
         }
         let scales: (output: ErrorScale, gradients: [ErrorScale])
-        do { scales = try ErrorModel.scales(c, golden: golden) } catch {
-            return CaseVerdict(id: c.id, status: .skipped, reason: "\(error)")
+        switch cache.scales(c, golden) {
+        case .success(let s): scales = s
+        case .failure(let error): return CaseVerdict(id: c.id, status: .skipped, reason: "\(error)")
         }
         var verdict = CaseVerdict(id: c.id, status: .passed)
         let sections: [(String, [NamedTensor], [NamedTensor], [ErrorScale])] = [
@@ -172,11 +224,18 @@ public enum Validator {
             }
         }
         let statuses = verdict.tensors.map(\.status)
+        let missing = verdict.tensors.filter { $0.status == .skipped }.map(\.name)
         if statuses.contains(.failed) {
             verdict.status = .failed
         } else if !statuses.contains(.passed) && !statuses.contains(.convention) {
             verdict.status = .skipped
             verdict.reason = "no tensor of the case is in the results"
+        } else if !missing.isEmpty {
+            verdict.status = .partial
+            let gradients = verdict.tensors.filter { $0.name.hasPrefix("gradients.") }
+            verdict.reason = !gradients.isEmpty && gradients.allSatisfy({ $0.status == .skipped }) && missing.count == gradients.count
+                ? "forward only: no gradient in the results"
+                : "not in the results: \(missing.joined(separator: ", "))"
         }
         return verdict
     }
@@ -185,6 +244,7 @@ public enum Validator {
         var worst: (index: [Int], expected: Double, got: Double, error: Double, bound: Double)?
         var worstRatio = -1.0
         var failed = false
+        var unjudged: (index: Int, reason: String, count: Int)?
         for i in 0..<expected.count {
             let e = expected[i], g = got[i]
             let error: Double, bound: Double
@@ -193,18 +253,30 @@ public enum Validator {
                 let same = (e.isNaN && g.isNaN) || e == g
                 error = same ? 0 : .infinity
                 bound = 0
+            } else if let why = scale.unjudgeable(i, golden: e, precision: precision) {
+                // No finite bound: the element cannot be judged, and that never passes.
+                if unjudged == nil { unjudged = (i, why, 0) }
+                unjudged!.count += 1
+                failed = true
+                continue
             } else {
                 error = (g - e).magnitude
                 bound = scale.bound(i, golden: e, precision: precision)
             }
             let ratio = error == 0 ? 0 : (bound == 0 ? .infinity : error / bound)
-            if ratio > 1 { failed = true }
+            if !(ratio <= 1) { failed = true }
             if ratio > worstRatio {
                 worstRatio = ratio
                 worst = (expected.index(ofFlat: i), e, g, error, bound)
             }
         }
-        return TensorVerdict(name: name, status: failed ? .failed : .passed, worst: worst)
+        var verdict = TensorVerdict(name: name, status: failed ? .failed : .passed, worst: worst)
+        if let unjudged {
+            let i = unjudged.index
+            verdict.detail = "cannot be judged at \(expected.index(ofFlat: i)) (expected \(expected[i]), got \(got[i])): \(unjudged.reason)"
+                + (unjudged.count > 1 ? "; \(unjudged.count) elements like it" : "")
+        }
+        return verdict
     }
 }
 

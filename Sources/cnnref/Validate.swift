@@ -5,6 +5,16 @@ import GoldenVectors
 
 extension Precision: ExpressibleByArgument {}
 
+/// `--precision`: one precision, or `auto` to fingerprint the results under all of them.
+enum PrecisionChoice: ExpressibleByArgument {
+    case auto
+    case exactly(Precision)
+    init?(argument: String) {
+        if argument == "auto" { self = .auto } else if let p = Precision(rawValue: argument) { self = .exactly(p) } else { return nil }
+    }
+    static var allValueStrings: [String] { ["auto"] + Precision.allCases.map(\.rawValue) }
+}
+
 extension CNNRef {
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -12,14 +22,17 @@ extension CNNRef {
             discussion: """
                 Every element is compared with its golden value under a forward error bound for the engine's \
                 precision (see README: Validation bounds). Cases the engine did not run are skipped, never passed; \
-                cases whose inputs the precision cannot represent are not applicable. Exit 0 only when nothing failed.
+                cases whose inputs the precision cannot represent are not applicable; cases with some tensors missing \
+                are partial, never passed. When the precision fails, the report names the looser precision that \
+                explains the results. --precision auto judges the results under every precision and names those they \
+                are consistent with (exit 0 when there is one). Exit 0 only when nothing failed.
                 """)
 
         @Argument(help: "The results file written by an engine adapter.")
         var results: String
 
-        @Option(help: "The engine's precision: float64, float32, tf32, float16 or bfloat16 (default: the results file's).")
-        var precision: Precision?
+        @Option(help: "The engine's precision: float64, float32, tf32, float16, bfloat16, or auto to fingerprint the results (default: the results file's).")
+        var precision: PrecisionChoice?
 
         @Option(help: "The golden vectors folder.")
         var vectors: String = "Vectors"
@@ -45,21 +58,40 @@ extension CNNRef {
                 throw InputError(results, error)
             }
             // --precision, when given, says how to judge; otherwise the file's own field.
-            guard let declared = precision ?? Precision(rawValue: file.precision) else {
+            let claimed = Precision(rawValue: file.precision)
+            let choice: PrecisionChoice
+            if let precision { choice = precision } else if let claimed { choice = .exactly(claimed) } else {
                 throw InputError(results, CaseError("precision", "expected float64, float32, tf32, float16 or bfloat16, found \"\(file.precision)\""))
             }
-            let report = Validator.validate(engine: file.engine, precision: declared, cases: cases,
+            func fingerprint() -> Fingerprint {
+                Fingerprint.of(engine: file.engine, claimed: claimed, cases: cases, results: file.results, unsupported: file.unsupported)
+            }
+            let report: ValidationReport, fingerprinted: Fingerprint?, explanation: String?, passed: Bool
+            switch choice {
+            case .auto:
+                let f = fingerprint()
+                fingerprinted = f
+                // The detailed report: the tightest consistent precision, else the file's claim.
+                report = f.report(f.tightest ?? claimed ?? .float64)
+                explanation = nil
+                passed = f.tightest != nil
+            case .exactly(let declared):
+                report = Validator.validate(engine: file.engine, precision: declared, cases: cases,
                                             results: file.results, unsupported: file.unsupported)
+                fingerprinted = nil
+                explanation = report.passed ? nil : fingerprint().explanation(claimed: declared)
+                passed = report.passed
+            }
             switch format {
-            case .text: printOut(ValidationText.text(report))
-            case .json: printOut(ValidationText.json(report).formatted())
+            case .text: printOut(ValidationText.text(report, fingerprint: fingerprinted, explanation: explanation))
+            case .json: printOut(ValidationText.json(report, fingerprint: fingerprinted, explanation: explanation).formatted())
             }
             if let junit {
-                do { try Data(ValidationText.junit(report).utf8).write(to: URL(fileURLWithPath: junit)) } catch {
+                do { try Data(ValidationText.junit(report, fingerprint: fingerprinted, explanation: explanation).utf8).write(to: URL(fileURLWithPath: junit)) } catch {
                     throw InputError(junit, "cannot write the JUnit report: \(error.localizedDescription)")
                 }
             }
-            if !report.passed { throw CheckFailed() }
+            if !passed { throw CheckFailed() }
         }
     }
 }
@@ -70,21 +102,29 @@ enum ValidationText {
         return "\(t.name): \(t.status.rawValue); worst \(w.index) expected \(w.expected) got \(w.got) error \(String(format: "%.3g", w.error)) bound \(String(format: "%.3g", w.bound)) error/bound \(String(format: "%.3g", t.ratio))\(t.detail.isEmpty ? "" : "; \(t.detail)")"
     }
 
-    static func text(_ r: ValidationReport) -> String {
+    static func text(_ r: ValidationReport, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> String {
         var out = "engine \(r.engine), precision \(r.precision.rawValue)\n"
         for c in r.cases {
             out += "\(c.id): \(c.status.rawValue)\(c.reason.isEmpty ? "" : " (\(c.reason))")\n"
             for t in c.tensors { out += "  \(row(t))\n" }
         }
+        if let fingerprint {
+            out += "fingerprint:\n" + fingerprint.lines.map { "  \($0)\n" }.joined() + fingerprint.conclusion + "\n"
+        }
+        if let explanation { out += "precision: \(explanation)\n" }
         out += r.summary + "\n"
         return out
     }
 
-    static func json(_ r: ValidationReport) -> JSON {
-        .object([
+    static func json(_ r: ValidationReport, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> JSON {
+        var extra: [(String, JSON)] = []
+        if let fingerprint { extra.append(("fingerprint", fingerprint.json)) }
+        if let explanation { extra.append(("explanation", .string(explanation))) }
+        return .object([
             ("engine", .string(r.engine)), ("precision", .string(r.precision.rawValue)),
             ("passed", .int(r.count(.passed))), ("failed", .int(r.count(.failed))),
             ("skipped", .int(r.count(.skipped))), ("not_applicable", .int(r.count(.notApplicable))),
+            ("partial", .int(r.count(.partial))),
             ("cases", .array(r.cases.map { c in
                 .object([
                     ("id", .string(c.id)), ("status", .string(c.status.rawValue)), ("reason", .string(c.reason)),
@@ -99,7 +139,7 @@ enum ValidationText {
                     })),
                 ])
             })),
-        ])
+        ] + extra)
     }
 
     static func escape(_ s: String) -> String {
@@ -107,16 +147,29 @@ enum ValidationText {
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
-    static func junit(_ r: ValidationReport) -> String {
+    static func junit(_ r: ValidationReport, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> String {
         let skipped = r.count(.skipped) + r.count(.notApplicable)
+        let extra = (fingerprint == nil ? 0 : 1) + (explanation == nil ? 0 : 1)
+        let failures = r.count(.failed) + (explanation == nil ? 0 : 1) + (fingerprint.map { $0.tightest == nil ? 1 : 0 } ?? 0)
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        out += "<testsuite name=\"cnnref validate \(escape(r.engine)) \(r.precision.rawValue)\" tests=\"\(r.cases.count)\" failures=\"\(r.count(.failed))\" skipped=\"\(skipped)\">\n"
+        out += "<testsuite name=\"cnnref validate \(escape(r.engine)) \(r.precision.rawValue)\" tests=\"\(r.cases.count + extra)\" failures=\"\(failures)\" skipped=\"\(skipped)\">\n"
+        if let fingerprint {
+            out += "  <testcase classname=\"precision\" name=\"fingerprint\""
+            out += fingerprint.tightest == nil
+                ? ">\n    <failure message=\"\(escape(fingerprint.conclusion))\">\(escape(fingerprint.lines.joined(separator: "\n")))</failure>\n  </testcase>\n"
+                : ">\n    <system-out>\(escape((fingerprint.lines + [fingerprint.conclusion]).joined(separator: "\n")))</system-out>\n  </testcase>\n"
+        }
+        if let explanation {
+            out += "  <testcase classname=\"precision\" name=\"claimed precision\">\n    <failure message=\"\(escape(explanation))\"/>\n  </testcase>\n"
+        }
         for c in r.cases {
             let layer = c.id.split(separator: "/").first.map(String.init) ?? ""
             out += "  <testcase classname=\"\(escape(layer))\" name=\"\(escape(c.id))\""
             switch c.status {
             case .passed:
                 out += "/>\n"
+            case .partial:
+                out += ">\n    <system-out>\(escape("partial: " + c.reason))</system-out>\n  </testcase>\n"
             case .failed:
                 let failing = c.tensors.filter { $0.status == .failed }.map(row).joined(separator: "\n")
                 out += ">\n    <failure message=\"\(escape(c.tensors.first { $0.status == .failed }.map(row) ?? "failed"))\">\(escape(failing))</failure>\n  </testcase>\n"
