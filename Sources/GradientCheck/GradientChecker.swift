@@ -284,9 +284,18 @@ struct Run {
         let here = layer.activeSet(input)
         let name = names[slot]
         let index = tensor(slot).index(ofFlat: i)
-        guard x.isFinite, a.isFinite, baseObjective.isFinite else {
+        guard x.isFinite, baseObjective.isFinite else {
             return ElementResult(tensor: name, index: index, analytic: a, numeric: .nan, oneSided: nil, abserr: 0,
                                  tolerance: 0, kind: .notFinite, ratio: 0)
+        }
+        guard a.isFinite else {
+            // A non-finite analytic value is skipped only where the objective itself is
+            // not finite around the point; otherwise the backward is wrong here.
+            let around = [x - h, x + h].map { objective(slot, i, $0) }
+            let finite = around.allSatisfy(\.isFinite)
+            return ElementResult(tensor: name, index: index, analytic: a, numeric: finite ? (around[1] - around[0]) / (2 * h) : .nan,
+                                 oneSided: nil, abserr: 0, tolerance: 0, kind: finite ? .smooth : .notFinite,
+                                 ratio: finite ? .infinity : 0)
         }
         if !here.isEmpty, activeSet(slot, i, x - h) != here || activeSet(slot, i, x + h) != here {
             return judgeNearKink(slot, i, x, h, a, name, index)
