@@ -458,6 +458,17 @@ struct Run {
         let allZero = (zero.input.scalars + zero.parameters.flatMap(\.scalars)).allSatisfy { $0 == 0 }
         checks.append(StructuralCheck(name: "zero upstream gives zero", passed: allZero,
                                       detail: allZero ? "exact zeros" : "a zero upstream gave a nonzero gradient"))
+        if let piecewise = layer as? any PiecewiseSmooth {
+            // The frozen piece the kink checks differentiate must be the forward pass itself
+            // at the point: forward(x, piece: activeSet(x)) == forward(x), bitwise.
+            let piece = piecewise.activeSet(input)
+            let frozen = piecewise.forward(input, piece: piece, accumulator: CompensatedSum.self)
+            let plain = layer.forward(input, accumulator: CompensatedSum.self)
+            let same = frozen.isBitwiseEqual(to: plain)
+            let first = same ? nil : frozen.scalars.indices.first { frozen[$0].bitPattern != plain[$0].bitPattern }
+            checks.append(StructuralCheck(name: "piece of the point is the forward pass", passed: same,
+                                          detail: first.map { "forward(x, piece: activeSet(x)) gives \(frozen[$0]) at \(plain.index(ofFlat: $0)), forward(x) \(plain[$0])" } ?? "bitwise identical"))
+        }
         return checks
     }
 }

@@ -47,3 +47,26 @@ func naiveConvInputGradient(_ conv: Conv2D, _ x: Tensor, _ dy: Tensor, ignoreStr
 }
 
 func logistic64(_ x: Double) -> Double { 1 / (1 + exp(-x)) }
+
+/// A layer whose forward and backward are right and whose piece code is not:
+/// `forward(x, piece:)` scales the frozen piece by `factor`.
+struct PieceMutant: PiecewiseSmooth {
+    static let id = "piece-mutant"
+    var base: any PiecewiseSmooth
+    let factor: Double
+
+    var inputName: String { base.inputName }
+    var outputName: String { base.outputName }
+    var parameters: [NamedTensor] {
+        get { base.parameters }
+        set { base.parameters = newValue }
+    }
+    func outputShape(forInput shape: [Int]) throws(CaseError) -> [Int] { try base.outputShape(forInput: shape) }
+    func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor { base.forward(x, accumulator: A.self) }
+    func backward(_ x: Tensor, outputGradient: Tensor) -> Gradients { base.backward(x, outputGradient: outputGradient) }
+    func activeSet(_ x: Tensor) -> [Int] { base.activeSet(x) }
+    func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
+        let y = base.forward(x, piece: piece, accumulator: accumulator)
+        return Tensor(shape: y.shape, scalars: y.scalars.map { $0 * factor })
+    }
+}

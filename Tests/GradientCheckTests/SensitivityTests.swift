@@ -150,6 +150,24 @@ import Testing
     }
 }
 
+/// The piecewise contract: the frozen piece of the point is the forward pass, bitwise.
+@Suite struct PieceContractTests {
+    @Test(arguments: [1 + 0x1p-52, 2.0])
+    func aWrongPieceFailsTheStructuralCheck(factor: Double) throws {
+        let x = SensitivityTests.tensor([2, 6], seed: 21)
+        let layers: [any PiecewiseSmooth] = [ReLU(), LeakyReLU(slope: 0.1), MaxPool2D(window: PoolWindow(kernel: [1, 2], stride: [1, 2]))]
+        for layer in layers {
+            let input = layer is MaxPool2D ? Tensor(shape: [1, 1, 2, 6], scalars: x.scalars) : x
+            let report = try GradientChecker.check(PieceMutant(base: layer, factor: factor), input: input)
+            let contract = try #require(report.structural.first { $0.name == "piece of the point is the forward pass" })
+            #expect(!contract.passed && !report.passed, "\(type(of: layer)): \(contract.detail)")
+            // The correct layer keeps it.
+            let right = try GradientChecker.check(layer, input: input)
+            #expect(right.structural.allSatisfy { $0.passed }, "\(type(of: layer))")
+        }
+    }
+}
+
 extension Tensor {
     func flatIndex(of index: [Int]) -> Int {
         zip(index, shape).reduce(0) { $0 * $1.1 + $1.0 }
