@@ -61,4 +61,16 @@ public struct Work: Sendable, CustomStringConvertible {
             return Work(layer: id, factors: [(shape.reduce(1, *), "input elements")], outputs: outputs, inputs: inputs)
         }
     }
+
+    /// The budget for element-by-element gradient checks: elements × work of one pass.
+    /// Each element check runs the layer a handful of times; past this, a case is checked
+    /// along random directions only.
+    public static let elementwiseBudget = 1 << 31
+
+    /// True when `elements` element checks of `layer` fit `elementwiseBudget`.
+    public static func elementwiseAffordable(_ layer: any Layer, input shape: [Int], elements: Int) -> Bool {
+        guard let output = try? layer.outputShape(forInput: shape), let work = of(layer, input: shape, output: output).total else { return false }
+        let (total, overflow) = work.multipliedReportingOverflow(by: elements)
+        return !overflow && total <= elementwiseBudget
+    }
 }

@@ -71,7 +71,7 @@ public struct ResultsFile: Sendable {
     public var unsupported: [String: String]
 
     /// Decodes and checks a results file against the golden cases: every error names the field.
-    public static func decode(_ text: String, cases: [String: Case], maxBytes: Int = CaseFormat.defaultMaxBytes) throws(CaseError) -> ResultsFile {
+    public static func decode(_ text: String, cases: [String: Case], maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> ResultsFile {
         let json: JSON
         do { json = try JSON.parse(text) } catch { throw CaseError("", "malformed JSON: \(error)") }
         guard case .object(let top) = json else { throw CaseError("", "expected an object, found \(json.typeName)") }
@@ -89,7 +89,7 @@ public struct ResultsFile: Sendable {
                 unsupported[id] = r
             }
         }
-        let decoder = CaseDecoder(maxBytes: maxBytes)
+        let decoder = CaseDecoder(maxBytes: maxBytes, maxWork: maxWork)
         var out: [String: EngineResult] = [:]
         for (id, value) in results {
             guard let golden = cases[id]?.expected else {
