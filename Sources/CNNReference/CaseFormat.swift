@@ -5,7 +5,7 @@ public enum CaseFormat {
     /// The default allocation limit for one case (inputs, output and gradients).
     public static let defaultMaxBytes = 1 << 30
     /// The default work limit for one case: loop steps of one pass (see `Work`).
-    public static let defaultMaxWork = 1 << 26
+    public static let defaultMaxWork = 1 << 24
 
     /// The tensors a layer's `expected` block holds: its output, then the gradient of its
     /// data input and of every parameter, each with its shape.

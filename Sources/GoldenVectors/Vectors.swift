@@ -16,6 +16,10 @@ public struct ManifestEntry: Equatable, Sendable {
     public var sha256: String
     /// The largest error of any value of the case, in ulps, against the 512-bit oracle.
     public var worstUlp: Double?
+
+    public init(id: String, layer: String, path: String, tags: [String], sha256: String, worstUlp: Double? = nil) {
+        self.id = id; self.layer = layer; self.path = path; self.tags = tags; self.sha256 = sha256; self.worstUlp = worstUlp
+    }
 }
 
 public enum Manifest {
