@@ -48,8 +48,10 @@ public struct Work: Sendable, CustomStringConvertible {
             return Work(layer: id, factors: [(shape[0] * shape[1], "planes (N·C)")] + axisTaps(pool.window.windows(forInput: shape)),
                         outputs: outputs, inputs: inputs)
         case let pool as AvgPool2D:
-            return Work(layer: id, factors: [(shape[0] * shape[1], "planes (N·C)")] + axisTaps(pool.window.windows(forInput: shape)),
-                        outputs: outputs, inputs: inputs)
+            // Its correctly rounded quotients often need the exact (BigInt) path: about 16
+            // times the cost of a term of the other layers (measured), so counted 16 times.
+            return Work(layer: id, factors: [(shape[0] * shape[1], "planes (N·C)")] + axisTaps(pool.window.windows(forInput: shape))
+                        + [(16, "(the exact path's cost per term)")], outputs: outputs, inputs: inputs)
         case let linear as Linear:
             return Work(layer: id, factors: [(outputs, "outputs (N·M)"), (linear.weight.shape[1], "(D)")], outputs: outputs, inputs: inputs)
         case let maxout as Maxout:
