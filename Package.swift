@@ -52,7 +52,7 @@ let package = Package(
             dependencies: ["CNNReference", "GradientCheck", .product(name: "BigInt", package: "BigInt")]),
         .testTarget(name: "GradientCheckTests", dependencies: ["CNNReference", "GradientCheck"]),
         .testTarget(name: "GoldenVectorTests", dependencies: ["CNNReference", "GradientCheck", "GoldenVectors"]),
-        .testTarget(name: "CLITests", dependencies: ["cnnref"]),
+        .testTarget(name: "CLITests", dependencies: ["cnnref", "GoldenVectors"]),
         .testTarget(name: "PrecisionTests", dependencies: ["CNNReference", "GoldenVectors", "PrecisionOracle"]),
     ],
     swiftLanguageModes: [.v6]

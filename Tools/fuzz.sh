@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the case and results decoders for a bounded time.
+# Fuzzes the case and results decoders, and every command through the structure-aware mutator,
+# for a bounded time.
 #   Tools/fuzz.sh [SECONDS]   (default 60)
 # With libFuzzer (in .build-fuzz): coverage-guided under AddressSanitizer, corpus in
 # .build-fuzz/corpus seeded from Vectors/. `-sanitize=fuzzer` cannot be used as it is: SwiftPM
@@ -21,6 +22,10 @@ if [ -n "$runtime" ] && swift build --scratch-path .build-fuzz --product cnnref-
     # Seeds: a few vectors, each prefixed with the selector byte 0 (case decoder).
     for f in Vectors/conv2d/cs231n-demo.json Vectors/relu/on-kink.json Vectors/multiclass_hinge/margin-exactly-zero.json; do
         { printf '\0'; cat "$f"; } > "$corpus/$(basename "$f")"
+    done
+    # Structural seeds: selector byte 2, then the mutator's decisions.
+    for k in 1 2 3 4 5 6 7 8; do
+        { printf '\2'; head -c 64 /dev/urandom; } > "$corpus/structural-$k"
     done
     # Static caches (the golden cases) are alive at exit: not leaks worth failing on.
     ASAN_OPTIONS=detect_leaks=0 .build-fuzz/debug/cnnref-fuzz "$corpus" -max_total_time="$seconds" \

@@ -4,6 +4,36 @@ public enum CaseFormat {
     public static let schema = "cnnref-case-1"
     /// The default allocation limit for one case (inputs, output and gradients).
     public static let defaultMaxBytes = 1 << 30
+    /// The default work limit for one case: loop steps of one pass (see `Work`).
+    public static let defaultMaxWork = 1 << 24
+
+    /// The tensors a layer's `expected` block holds: its output, then the gradient of its
+    /// data input and of every parameter, each with its shape.
+    public static func expectedLayout(_ layer: any Layer, input: [Int], output: [Int]) -> (outputs: [(String, [Int])], gradients: [(String, [Int])]) {
+        ([(layer.outputName, output)],
+         [(layer.inputName, input)] + layer.parameters.map { ($0.name, $0.tensor.shape) })
+    }
+
+    /// `tensors` in `layout` order, each checked by name and shape: an unknown or repeated
+    /// name, a wrong shape, or (with `complete`) a missing name is an error naming
+    /// `path.name`.
+    public static func conform(_ tensors: [NamedTensor], to layout: [(String, [Int])], path: String, complete: Bool) throws(CaseError) -> [NamedTensor] {
+        let names = layout.map(\.0)
+        var seen = Set<String>()
+        for t in tensors {
+            guard let shape = layout.first(where: { $0.0 == t.name })?.1 else {
+                throw CaseError("\(path).\(t.name)", "unknown tensor; expected \(names.isEmpty ? "none" : names.joined(separator: ", "))")
+            }
+            guard seen.insert(t.name).inserted else { throw CaseError("\(path).\(t.name)", "appears more than once") }
+            guard t.tensor.shape == shape else {
+                throw CaseError("\(path).\(t.name).shape", "expected \(shape), found \(t.tensor.shape)")
+            }
+        }
+        if complete, let missing = names.first(where: { !seen.contains($0) }) {
+            throw CaseError("\(path).\(missing)", "missing; expected \(names.joined(separator: ", "))")
+        }
+        return names.compactMap { n in tensors.first { $0.name == n } }
+    }
 }
 
 /// What a case expects: the outputs and the gradient of every input and parameter.
@@ -38,6 +68,26 @@ public struct Case: Sendable {
     }
 
     public func input(_ name: String) -> Tensor? { inputs.first { $0.name == name }?.tensor }
+
+    /// Checks a case built in Swift (not decoded) as the decoder does: the layer builds,
+    /// the upstream has the output's shape, and `expected` holds exactly the layer's
+    /// tensors with its shapes. Returns the case with `expected` in the layer's order.
+    public func checked() throws(CaseError) -> Case {
+        let layer = try LayerRegistry.makeLayer(self)
+        guard let x = input(layer.inputName) else { throw CaseError("inputs.\(layer.inputName)", "missing required input") }
+        let outShape = try layer.outputShape(forInput: x.shape)
+        if let upstream, upstream.shape != outShape {
+            throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
+        }
+        var out = self
+        if let expected {
+            let layout = CaseFormat.expectedLayout(layer, input: x.shape, output: outShape)
+            out.expected = Expected(
+                outputs: try CaseFormat.conform(expected.outputs, to: layout.outputs, path: "expected.outputs", complete: true),
+                gradients: try CaseFormat.conform(expected.gradients, to: layout.gradients, path: "expected.gradients", complete: true))
+        }
+        return out
+    }
 }
 
 // MARK: - Decoding
@@ -46,10 +96,14 @@ public struct Case: Sendable {
 /// that names the field.
 public struct CaseDecoder: Sendable {
     public var maxBytes: Int
-    /// A bound on the work a case may ask for: output elements × input elements (every
-    /// output reads at most all the inputs), so a small hostile case cannot hang the tool.
-    public var maxWork: Int = 1 << 36
-    public init(maxBytes: Int = CaseFormat.defaultMaxBytes) { self.maxBytes = maxBytes }
+    /// A bound on the loop steps one pass of the layer may run (`Work`: the terms the
+    /// kernels visit — taps inside the input, never those in the padding — plus outputs
+    /// and inputs), so a small hostile case cannot hang the tool.
+    public var maxWork: Int
+    public init(maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) {
+        self.maxBytes = maxBytes
+        self.maxWork = maxWork
+    }
 
     public func decode(text: String) throws -> Case {
         let json: JSON
@@ -104,28 +158,34 @@ public struct CaseDecoder: Sendable {
         var expected: Expected? = nil
         if let e = try top.optional("expected") {
             var reader = try ObjectReader(e, path: "expected")
-            let outputs = try decodeTensors(try reader.optional("outputs") ?? .object([]), path: "expected.outputs", budget: &budget)
-            let gradients = try decodeTensors(try reader.optional("gradients") ?? .object([]), path: "expected.gradients", budget: &budget)
+            let outputs = try decodeTensors(try reader.required("outputs"), path: "expected.outputs", budget: &budget)
+            let gradients = try decodeTensors(try reader.required("gradients"), path: "expected.gradients", budget: &budget)
             try reader.rejectUnknown(expected: ["outputs", "gradients"])
             expected = Expected(outputs: outputs, gradients: gradients)
         }
         try top.rejectUnknown(expected: ["schema", "id", "layer", "description", "tags", "notes", "config",
                                          "inputs", "labels", "upstream", "expected"])
-        let result = Case(id: id, layer: layer, description: description, tags: tags, notes: notes,
+        var result = Case(id: id, layer: layer, description: description, tags: tags, notes: notes,
                           config: config, inputs: inputs, labels: labels, upstream: upstream, expected: expected)
         // Build the layer now so every config and shape error surfaces at decode time.
         let built = try LayerRegistry.makeLayer(result)
         let xShape = inputs[0].tensor.shape
         let outShape = try built.outputShape(forInput: xShape)
         try budget.charge(outShape, path: "output of \(layer) (shape \(outShape))")
-        let outputs = outShape.reduce(1, *), inputCount = inputs.reduce(0) { $0 + $1.tensor.count }
-        let (work, overflow) = outputs.multipliedReportingOverflow(by: inputCount)
-        if overflow || work > maxWork {
-            throw CaseError("inputs", "\(layer): \(outputs) output elements × \(inputCount) input elements = \(overflow ? "more than Int.max" : String(work)) exceeds the work limit of \(maxWork)")
+        let work = Work.of(built, input: xShape, output: outShape)
+        if work.total.map({ $0 > maxWork }) ?? true {
+            throw CaseError("inputs", "\(work.arithmetic) exceeds the work limit of \(maxWork) (--max-work)")
         }
         for input in inputs { try budget.charge(input.tensor.shape, path: "gradient of inputs.\(input.name)") }
         if let upstream, upstream.shape != outShape {
             throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
+        }
+        if let expected {
+            // Exactly the layer's tensors, each with the layer's shape, in the layer's order.
+            let layout = CaseFormat.expectedLayout(built, input: xShape, output: outShape)
+            result.expected = Expected(
+                outputs: try CaseFormat.conform(expected.outputs, to: layout.outputs, path: "expected.outputs", complete: true),
+                gradients: try CaseFormat.conform(expected.gradients, to: layout.gradients, path: "expected.gradients", complete: true))
         }
         return result
     }

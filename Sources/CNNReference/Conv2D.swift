@@ -116,23 +116,21 @@ public struct Conv2D: SumOfProducts {
         let xs = x.scalars, ws = weight.scalars, g = dy.scalars
         typealias A = CorrectlyRounded
 
-        // dx[n,c,r,s] = Σ over the outputs whose window tap (p,q) lands on (r,s).
+        // dx[n,c,r,s] = Σ over the outputs whose window tap (p,q) lands on (r,s): only those
+        // taps are visited (`tapsCovering` solves for them), so padding costs nothing.
+        let rowCover = (0..<h).map(win.rows.tapsCovering), columnCover = (0..<w).map(win.columns.tapsCovering)
         var dx = [Double](repeating: 0, count: x.count)
         for b in 0..<n {
             for ch in 0..<c {
                 let group = ch / cg, ci = ch % cg
-                for r in 0..<h {
-                    for s in 0..<w {
+                for r in 0..<h where !rowCover[r].isEmptyStride {
+                    for s in 0..<w where !columnCover[s].isEmptyStride {
                         dx[((b * c + ch) * h + r) * w + s] = A.sum { acc in
                             for o in group * kg..<(group + 1) * kg {
-                                for p in 0..<fh {
-                                    let ti = r + win.rows.padBegin - p * win.rows.dilation
-                                    guard ti >= 0, ti % win.rows.stride == 0, ti / win.rows.stride < oh else { continue }
-                                    let i = ti / win.rows.stride
-                                    for q in 0..<fw {
-                                        let tj = s + win.columns.padBegin - q * win.columns.dilation
-                                        guard tj >= 0, tj % win.columns.stride == 0, tj / win.columns.stride < ow else { continue }
-                                        let j = tj / win.columns.stride
+                                for p in rowCover[r] {
+                                    let i = win.rows.window(covering: r, tap: p)
+                                    for q in columnCover[s] {
+                                        let j = win.columns.window(covering: s, tap: q)
                                         acc.add(g[((b * k + o) * oh + i) * ow + j], times: ws[((o * cg + ci) * fh + p) * fw + q])
                                     }
                                 }
@@ -143,21 +141,21 @@ public struct Conv2D: SumOfProducts {
             }
         }
 
-        // dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j] · x[n, group·Cg + c, tap position].
+        // dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j] · x[n, group·Cg + c, tap position], over the
+        // windows whose tap (p,q) lies inside the input.
+        let rowWindows = (0..<fh).map(win.rows.windowsInside), columnWindows = (0..<fw).map(win.columns.windowsInside)
         var dw = [Double](repeating: 0, count: weight.count)
         for o in 0..<k {
             let firstChannel = (o / kg) * cg
             for ci in 0..<cg {
-                for p in 0..<fh {
-                    for q in 0..<fw {
+                for p in 0..<fh where !rowWindows[p].isEmpty {
+                    for q in 0..<fw where !columnWindows[q].isEmpty {
                         dw[((o * cg + ci) * fh + p) * fw + q] = A.sum { acc in
                             for b in 0..<n {
-                                for i in 0..<oh {
+                                for i in rowWindows[p] {
                                     let r = win.rows.position(window: i, tap: p)
-                                    guard r >= 0 && r < h else { continue }
-                                    for j in 0..<ow {
+                                    for j in columnWindows[q] {
                                         let col = win.columns.position(window: j, tap: q)
-                                        guard col >= 0 && col < w else { continue }
                                         acc.add(g[((b * k + o) * oh + i) * ow + j],
                                                 times: xs[((b * c + firstChannel + ci) * h + r) * w + col])
                                     }

@@ -126,6 +126,7 @@ extension JSON {
         mutating func object(depth: Int) throws(JSONSyntaxError) -> JSON {
             i += 1
             var members: [(String, JSON)] = []
+            var keys = Set<String>()
             skipSpace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
             while true {
@@ -133,8 +134,12 @@ extension JSON {
                 guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else {
                     throw error("expected a quoted key, found \(found)")
                 }
+                let keyStart = i
                 let key = try string()
-                if members.contains(where: { $0.0 == key }) { throw error("duplicate key \"\(key)\"") }
+                guard keys.insert(key).inserted else {
+                    i = keyStart
+                    throw error("duplicate key \"\(key)\" (RFC 8259 leaves its meaning undefined)")
+                }
                 skipSpace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw error("expected ':', found \(found)") }
                 i += 1
@@ -171,7 +176,7 @@ extension JSON {
                 guard i < bytes.count else { throw error("unterminated string (truncated?)") }
                 let b = bytes[i]
                 if b == UInt8(ascii: "\"") { i += 1; break }
-                if b < 0x20 { throw error("control character in a string") }
+                if b < 0x20 { throw error("control character U+\(String(format2: b)) in a string (RFC 8259: escape it)") }
                 if b != UInt8(ascii: "\\") { out.append(b); i += 1; continue }
                 i += 1
                 guard i < bytes.count else { throw error("unterminated string (truncated?)") }
@@ -207,9 +212,22 @@ extension JSON {
             return s
         }
 
+        /// Exactly four hex digits (RFC 8259: no sign, no fewer, no other characters).
         mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
-            guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16) else {
-                throw error("expected four hex digits after \\u")
+            var v: UInt32 = 0
+            for k in 0..<4 {
+                guard i + k < bytes.count else { i += k; throw error("expected four hex digits after \\u, found end of file (truncated?)") }
+                let b = bytes[i + k]
+                let digit: UInt32
+                switch b {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(b - UInt8(ascii: "0"))
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(b - UInt8(ascii: "a") + 10)
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(b - UInt8(ascii: "A") + 10)
+                default:
+                    i += k
+                    throw error("expected four hex digits after \\u, found \(found)")
+                }
+                v = v * 16 + digit
             }
             i += 4
             return v
@@ -241,6 +259,14 @@ extension JSON {
             }
             return .number(String(decoding: bytes[start..<i], as: UTF8.self))
         }
+    }
+}
+
+extension String {
+    /// Two hex digits, for control characters in messages.
+    init(format2 b: UInt8) {
+        let hex = String(b, radix: 16, uppercase: true)
+        self = String(repeating: "0", count: 4 - hex.count) + hex
     }
 }
 

@@ -31,27 +31,50 @@ public struct PoolWindow: Equatable, Sendable {
 
     /// Calls `body(outputIndex, inputIndices)` for every window of every plane,
     /// with the flat input indices of its taps that lie inside the input, in
-    /// row-major window order.
+    /// row-major window order. Only those taps are visited: the cost is the taps
+    /// inside the input, whatever the kernel and the padding.
     public func forEachWindow(input s: [Int], _ body: (Int, [Int]) -> Void) {
         let w = windows(forInput: s)
         let (h, wd) = (s[2], s[3])
         let (oh, ow) = (w.rows.outputSize, w.columns.outputSize)
+        let rowTaps = w.rows.tapRanges, columnTaps = w.columns.tapRanges
         var taps: [Int] = []
-        taps.reserveCapacity(kernel[0] * kernel[1])
         for plane in 0..<(s[0] * s[1]) {
             for i in 0..<oh {
                 for j in 0..<ow {
                     taps.removeAll(keepingCapacity: true)
-                    for p in 0..<kernel[0] {
+                    for p in rowTaps[i] {
                         let r = w.rows.position(window: i, tap: p)
-                        guard r >= 0 && r < h else { continue }
-                        for q in 0..<kernel[1] {
-                            let c = w.columns.position(window: j, tap: q)
-                            guard c >= 0 && c < wd else { continue }
-                            taps.append((plane * h + r) * wd + c)
+                        for q in columnTaps[j] {
+                            taps.append((plane * h + r) * wd + w.columns.position(window: j, tap: q))
                         }
                     }
                     body((plane * oh + i) * ow + j, taps)
+                }
+            }
+        }
+    }
+
+    /// Calls `body(inputIndex, outputIndices)` for every input cell with the flat
+    /// indices of the outputs whose windows cover it, in increasing order; the cost is
+    /// the number of (window, tap) pairs inside the input plus the cells.
+    public func forEachCell(input s: [Int], _ body: (Int, [Int]) -> Void) {
+        let w = windows(forInput: s)
+        let (h, wd) = (s[2], s[3])
+        let (oh, ow) = (w.rows.outputSize, w.columns.outputSize)
+        let rowCover = (0..<h).map(w.rows.tapsCovering), columnCover = (0..<wd).map(w.columns.tapsCovering)
+        var outs: [Int] = []
+        for plane in 0..<(s[0] * s[1]) {
+            for r in 0..<h {
+                for c in 0..<wd {
+                    outs.removeAll(keepingCapacity: true)
+                    for p in rowCover[r] {
+                        let i = w.rows.window(covering: r, tap: p)
+                        for q in columnCover[c] {
+                            outs.append((plane * oh + i) * ow + w.columns.window(covering: c, tap: q))
+                        }
+                    }
+                    body((plane * h + r) * wd + c, outs)
                 }
             }
         }
@@ -145,14 +168,16 @@ public struct AvgPool2D: SumOfProducts {
     /// The divisor of every window of one plane, in output order.
     public func divisors(forInput s: [Int]) -> [Int] {
         let w = window.windows(forInput: s)
-        func count(_ axis: SlidingWindow, _ i: Int) -> Int {
+        func counts(_ axis: SlidingWindow) -> [Int] {
             let low = countIncludePad ? -axis.padBegin : 0
             let high = countIncludePad ? axis.input + axis.padEnd : axis.input
-            return (0..<axis.kernel).count { (low..<high).contains(axis.position(window: i, tap: $0)) }
+            return (0..<axis.outputSize).map { axis.taps(window: $0, within: low, high).count }
         }
+        let rows = counts(w.rows), columns = counts(w.columns)
         var d: [Int] = []
-        for i in 0..<w.rows.outputSize {
-            for j in 0..<w.columns.outputSize { d.append(count(w.rows, i) * count(w.columns, j)) }
+        d.reserveCapacity(rows.count * columns.count)
+        for r in rows {
+            for c in columns { d.append(r * c) }
         }
         return d
     }
@@ -178,27 +203,23 @@ public struct AvgPool2D: SumOfProducts {
         // the windows covering the cell: every factor L/d_w is an integer, so this
         // is one correctly rounded quotient of an exact sum.
         let divisors = divisors(forInput: x.shape)
-        var covering = [[Int]](repeating: [], count: x.count)
-        window.forEachWindow(input: x.shape) { out, taps in
-            for t in taps { covering[t].append(out) }
-        }
-        let dx = covering.map { outs -> Double in
+        var dx = [Double](repeating: 0, count: x.count)
+        window.forEachCell(input: x.shape) { cell, outs in
             let ds = outs.map { divisors[$0 % divisors.count] }
             guard let l = ds.reduce(Optional(1), { partial, d in partial.flatMap { lcm($0, d) } }) else {
                 // Divisors whose lcm exceeds 2⁵³ (huge windows): Σ dy/d in double-double, rounded once.
                 var total = DoubleDoubleSum()
                 for (o, d) in zip(outs, ds) { total.add(DoubleDouble(dy[o]) / DoubleDouble(Double(d))) }
-                return total.total.value
+                dx[cell] = total.total.value
+                return
             }
-            return CorrectlyRounded.sum(dividedBy: Double(l)) { acc in
+            dx[cell] = CorrectlyRounded.sum(dividedBy: Double(l)) { acc in
                 for (o, d) in zip(outs, ds) { acc.add(dy[o], times: Double(l / d)) }
             }
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))
     }
 }
-
-func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
 /// lcm(a, b), or nil when it exceeds 2⁵³ (beyond exact integers in a Double).
 func lcm(_ a: Int, _ b: Int) -> Int? {

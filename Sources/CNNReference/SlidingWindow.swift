@@ -51,20 +51,85 @@ public struct SlidingWindow: Equatable, Sendable {
     /// The taps of window `window` that land inside the input: positions grow with the
     /// tap, so they form one range, and kernels loop over it instead of testing every
     /// tap against the padding.
-    public func tapsInside(window: Int) -> Range<Int> {
+    public func tapsInside(window: Int) -> Range<Int> { taps(window: window, within: 0, input) }
+
+    /// The taps of window `window` whose positions lie in `low..<high` (one range: positions
+    /// grow with the tap). O(1), whatever the kernel size.
+    public func taps(window: Int, within low: Int, _ high: Int) -> Range<Int> {
         let start = window * stride - padBegin              // position of tap 0
-        let low = start >= 0 ? 0 : (-start + dilation - 1) / dilation
-        let high = start > input - 1 ? 0 : min(kernel, (input - 1 - start) / dilation + 1)
-        return low < high ? low..<high : low..<low
+        guard high - 1 >= start else { return 0..<0 }
+        let first = start >= low ? 0 : (low - start + dilation - 1) / dilation
+        let last = min(kernel, (high - 1 - start) / dilation + 1)
+        return first < last ? first..<last : 0..<0
+    }
+
+    /// The windows whose tap `tap` lies inside the input (one range). O(1).
+    public func windowsInside(tap: Int) -> Range<Int> {
+        // position = i·stride − padBegin + tap·dilation ∈ 0..<input, i ∈ 0..<outputSize.
+        let offset = tap * dilation - padBegin              // position of window 0's tap
+        let size = outputSize
+        guard size > 0, offset + (size - 1) * stride >= 0, offset <= input - 1 else { return 0..<0 }
+        let first = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+        let last = min(size, (input - 1 - offset) / stride + 1)
+        return first < last ? first..<last : 0..<0
+    }
+
+    /// The taps, in decreasing order (so the windows come in increasing order), of every
+    /// window that covers input position `position`: tap p of window
+    /// `window(covering: position, tap: p)`. Solves p·dilation ≡ position + padBegin
+    /// (mod stride) instead of trying every tap, so the cost is the number of windows
+    /// covering the position, whatever the kernel size.
+    public func tapsCovering(_ position: Int) -> StrideThrough<Int> {
+        let empty = Swift.stride(from: -1, through: 0, by: -1)   // yields nothing
+        let size = outputSize
+        let a = position + padBegin                         // = i·stride + p·dilation
+        guard size > 0, a >= 0 else { return empty }
+        let highest = min(kernel - 1, a / dilation)         // window index i ≥ 0
+        let reach = a - (size - 1) * stride                 // window index i ≤ size − 1
+        let lowest = reach <= 0 ? 0 : (reach + dilation - 1) / dilation
+        guard lowest <= highest else { return empty }
+        let g = gcd(dilation, stride)
+        guard a % g == 0 else { return empty }
+        let m = stride / g                                  // period of the solutions in p
+        let p0 = m == 1 ? 0 : ((a / g) % m) * modularInverse(dilation / g % m, m) % m
+        // The largest p ≤ highest with p ≡ p0 (mod m).
+        let top = highest - ((highest % m - p0) % m + m) % m
+        guard top >= lowest else { return empty }
+        return Swift.stride(from: top, through: lowest, by: -m)
+    }
+
+    /// The window whose tap `tap` lands on `position` (for taps from `tapsCovering`).
+    @inlinable public func window(covering position: Int, tap: Int) -> Int {
+        (position + padBegin - tap * dilation) / stride
     }
 
     /// `tapsInside` for every window.
     public var tapRanges: [Range<Int>] { (0..<outputSize).map(tapsInside(window:)) }
 
     /// True when the window at `window` has at least one tap inside the input.
-    public func windowTouchesInput(_ window: Int) -> Bool {
-        (0..<kernel).contains { tap in (0..<input).contains(position(window: window, tap: tap)) }
+    public func windowTouchesInput(_ window: Int) -> Bool { !tapsInside(window: window).isEmpty }
+
+    /// Σ over the windows of the taps inside the input: the taps the kernels visit along
+    /// this axis. O(outputSize).
+    public var tapsInsideTotal: Int { (0..<outputSize).reduce(0) { $0 + tapsInside(window: $1).count } }
+}
+
+extension StrideThrough<Int> {
+    /// True when the stride yields nothing (without iterating it).
+    var isEmptyStride: Bool { first(where: { _ in true }) == nil }
+}
+
+func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+/// x with a·x ≡ 1 (mod m), for coprime a and m > 1 (extended Euclid).
+func modularInverse(_ a: Int, _ m: Int) -> Int {
+    var (r0, r1, s0, s1) = (m, a, 0, 1)
+    while r1 != 0 {
+        let q = r0 / r1
+        (r0, r1) = (r1, r0 - q * r1)
+        (s0, s1) = (s1, s0 - q * s1)
     }
+    return ((s0 % m) + m) % m
 }
 
 func format2(_ x: Double) -> String {

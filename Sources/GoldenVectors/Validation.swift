@@ -10,6 +10,16 @@ public struct EngineResult: Sendable {
         self.outputs = outputs
         self.gradients = gradients
     }
+
+    /// The result checked against the golden case's tensors, as a results file is: every
+    /// tensor named by the case, at most once, with the golden shape (a tensor may be left
+    /// out). `path` is where the result came from (`results.<case id>`).
+    public func checked(against golden: Expected, path: String) throws(CaseError) -> EngineResult {
+        func layout(_ t: [NamedTensor]) -> [(String, [Int])] { t.map { ($0.name, $0.tensor.shape) } }
+        return EngineResult(
+            outputs: try CaseFormat.conform(outputs, to: layout(golden.outputs), path: "\(path).outputs", complete: false),
+            gradients: try CaseFormat.conform(gradients, to: layout(golden.gradients), path: "\(path).gradients", complete: false))
+    }
 }
 
 /// A Swift engine validated without files: it runs a golden case and returns
@@ -66,7 +76,7 @@ public struct ResultsFile: Sendable {
     public var unsupported: [String: String]
 
     /// Decodes and checks a results file against the golden cases: every error names the field.
-    public static func decode(_ text: String, cases: [String: Case], maxBytes: Int = CaseFormat.defaultMaxBytes) throws(CaseError) -> ResultsFile {
+    public static func decode(_ text: String, cases: [String: Case], maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> ResultsFile {
         let json: JSON
         do { json = try JSON.parse(text) } catch { throw CaseError("", "malformed JSON: \(error)") }
         guard case .object(let top) = json else { throw CaseError("", "expected an object, found \(json.typeName)") }
@@ -84,7 +94,7 @@ public struct ResultsFile: Sendable {
                 unsupported[id] = r
             }
         }
-        let decoder = CaseDecoder(maxBytes: maxBytes)
+        let decoder = CaseDecoder(maxBytes: maxBytes, maxWork: maxWork)
         var out: [String: EngineResult] = [:]
         for (id, value) in results {
             guard let golden = cases[id]?.expected else {
@@ -100,18 +110,16 @@ public struct ResultsFile: Sendable {
                 let reference = section == "outputs" ? golden.outputs : golden.gradients
                 for (name, t) in tensors {
                     let path = "results.\(id).\(section).\(name)"
-                    guard let expected = reference.first(where: { $0.name == name }) else {
-                        throw CaseError(path, "the case has no \(section) tensor \"\(name)\"; expected one of \(reference.map(\.name).joined(separator: ", "))")
+                    guard reference.contains(where: { $0.name == name }) else {
+                        throw CaseError(path, "unknown tensor: the case has no \(section) tensor \"\(name)\"; expected one of \(reference.map(\.name).joined(separator: ", "))")
                     }
                     var budget = ByteBudget(limit: maxBytes)
                     let tensor = try decoder.decodeTensor(t, path: path, budget: &budget)
-                    guard tensor.shape == expected.tensor.shape else {
-                        throw CaseError("\(path).shape", "expected \(expected.tensor.shape), found \(tensor.shape)")
-                    }
                     if section == "outputs" { result.outputs.append(NamedTensor(name, tensor)) } else { result.gradients.append(NamedTensor(name, tensor)) }
                 }
             }
-            out[id] = result
+            // The same check a Swift engine's result gets (names, shapes).
+            out[id] = try result.checked(against: golden, path: "results.\(id)")
         }
         return ResultsFile(engine: engine, precision: precision, results: out, unsupported: unsupported)
     }
@@ -194,8 +202,18 @@ public enum Validator {
         return nil
     }
 
-    static func judge(_ c: Case, _ result: EngineResult, _ precision: Precision, scales cache: inout ScaleCache) -> CaseVerdict {
+    static func judge(_ c0: Case, _ result0: EngineResult, _ precision: Precision, scales cache: inout ScaleCache) -> CaseVerdict {
+        // A golden case built in Swift gets the decoder's checks; a result the checks a
+        // results file gets: a wrong name or shape is a failure with its reason, never a trap.
+        let c: Case
+        do { c = try c0.checked() } catch {
+            return CaseVerdict(id: c0.id, status: .skipped, reason: "the golden case is inconsistent: \(error)")
+        }
         guard let golden = c.expected else { return CaseVerdict(id: c.id, status: .skipped, reason: "the golden case has no expected values") }
+        let result: EngineResult
+        do { result = try result0.checked(against: golden, path: "results.\(c.id)") } catch {
+            return CaseVerdict(id: c.id, status: .failed, reason: "the engine's result does not fit the case: \(error)")
+        }
         if let why = inapplicability(c, precision) {
             return CaseVerdict(id: c.id, status: .notApplicable, reason: why)
         }
@@ -244,6 +262,10 @@ public enum Validator {
         var worst: (index: [Int], expected: Double, got: Double, error: Double, bound: Double)?
         var worstRatio = -1.0
         var failed = false
+        guard expected.shape == got.shape else {
+            // Callers check shapes first (`EngineResult.checked`); never index past the end.
+            return TensorVerdict(name: name, status: .failed, worst: nil, detail: "shape \(got.shape), expected \(expected.shape)")
+        }
         var unjudged: (index: Int, reason: String, count: Int)?
         for i in 0..<expected.count {
             let e = expected[i], g = got[i]

@@ -16,6 +16,10 @@ public struct ManifestEntry: Equatable, Sendable {
     public var sha256: String
     /// The largest error of any value of the case, in ulps, against the 512-bit oracle.
     public var worstUlp: Double?
+
+    public init(id: String, layer: String, path: String, tags: [String], sha256: String, worstUlp: Double? = nil) {
+        self.id = id; self.layer = layer; self.path = path; self.tags = tags; self.sha256 = sha256; self.worstUlp = worstUlp
+    }
 }
 
 public enum Manifest {
@@ -110,7 +114,10 @@ public struct VerifyProblem: Equatable, Sendable, CustomStringConvertible {
 /// Checks a vectors folder: every file against its manifest hash and against
 /// a fresh evaluation, no file missing, none extra, none outside the folder.
 public enum Verifier {
-    public static func verify(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes) throws -> (checked: Int, problems: [VerifyProblem]) {
+    /// The manifest's entries, the bytes of every listed file that could be read (by entry
+    /// path), and the problems with the files themselves: a hash that differs, a file
+    /// missing, not in the manifest, a symbolic link, or an entry pointing outside.
+    public static func scan(_ directory: URL, hashes: Bool = true) throws -> (entries: [ManifestEntry], files: [String: Data], problems: [VerifyProblem]) {
         let fm = FileManager.default
         let manifestURL = directory.appendingPathComponent(Manifest.fileName)
         guard let manifestData = fm.contents(atPath: manifestURL.path) else {
@@ -123,6 +130,7 @@ public enum Verifier {
             throw CaseError("\(manifestURL.path): \(e.field)", e.message)
         }
         var problems: [VerifyProblem] = []
+        var files: [String: Data] = [:]
         var listed = Set<String>()
         let root = directory.standardizedFileURL.path
         for entry in entries {
@@ -140,12 +148,33 @@ public enum Verifier {
                 problems.append(VerifyProblem(path: entry.path, message: "missing (listed in the manifest as \(entry.id))"))
                 continue
             }
-            let digest = sha256Hex(data)
-            if digest != entry.sha256 {
-                problems.append(VerifyProblem(path: entry.path, message: "sha256 \(digest) differs from the manifest's \(entry.sha256)"))
+            files[entry.path] = data
+            if hashes {
+                let digest = sha256Hex(data)
+                if digest != entry.sha256 {
+                    problems.append(VerifyProblem(path: entry.path, message: "sha256 \(digest) differs from the manifest's \(entry.sha256)"))
+                }
             }
+        }
+        // Files nobody listed.
+        if let walker = fm.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) {
+            for case let url as URL in walker where url.pathExtension == "json" {
+                let path = url.standardizedFileURL.path
+                if path == manifestURL.standardizedFileURL.path || listed.contains(path) { continue }
+                let relative = String(path.dropFirst(root.count + 1))
+                problems.append(VerifyProblem(path: relative, message: "not in the manifest"))
+            }
+        }
+        return (entries, files, problems)
+    }
+
+    public static func verify(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws -> (checked: Int, problems: [VerifyProblem]) {
+        let (entries, files, fileProblems) = try scan(directory)
+        var problems = fileProblems
+        for entry in entries {
+            guard let data = files[entry.path] else { continue }
             do {
-                let c = try CaseDecoder(maxBytes: maxBytes).decode(text: String(decoding: data, as: UTF8.self))
+                let c = try CaseDecoder(maxBytes: maxBytes, maxWork: maxWork).decode(text: String(decoding: data, as: UTF8.self))
                 if c.id != entry.id {
                     problems.append(VerifyProblem(path: entry.path, message: "id \"\(c.id)\" differs from the manifest's \"\(entry.id)\""))
                 }
@@ -161,15 +190,6 @@ public enum Verifier {
                 }
             } catch let e as CaseError {
                 problems.append(VerifyProblem(path: entry.path, message: e.description))
-            }
-        }
-        // Files nobody listed.
-        if let walker = fm.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) {
-            for case let url as URL in walker where url.pathExtension == "json" {
-                let path = url.standardizedFileURL.path
-                if path == manifestURL.standardizedFileURL.path || listed.contains(path) { continue }
-                let relative = String(path.dropFirst(root.count + 1))
-                problems.append(VerifyProblem(path: relative, message: "not in the manifest"))
             }
         }
         return (entries.count, problems.sorted { $0.path < $1.path })
@@ -195,21 +215,23 @@ public enum Verifier {
 
 /// The golden cases of a vectors folder, in manifest order.
 public enum VectorSet {
-    public static func load(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes) throws -> [Case] {
-        let manifestURL = directory.appendingPathComponent(Manifest.fileName)
-        guard let data = FileManager.default.contents(atPath: manifestURL.path) else {
-            throw CaseError(manifestURL.path, "no manifest: expected \(Manifest.fileName) in \(directory.path)")
-        }
-        let entries: [ManifestEntry]
-        do { entries = try Manifest.decode(String(decoding: data, as: UTF8.self)) } catch let e as CaseError {
-            throw CaseError("\(manifestURL.path): \(e.field)", e.message)
+    /// Loads every case of the manifest. With `verify` (the default) the folder must match
+    /// its manifest first — every hash, no file missing, none extra, no link, no entry
+    /// outside — or the first problem is thrown, naming the file: a tampered vector is never
+    /// judged against. Without it, only missing files are an error.
+    public static func load(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork, verify: Bool = true) throws -> [Case] {
+        let (entries, files, problems) = try Verifier.scan(directory, hashes: verify)
+        if let first = problems.sorted(by: { $0.path < $1.path }).first(where: { verify || $0.message.hasPrefix("missing") }) {
+            let more = problems.count > 1 ? " (and \(problems.count - 1) more problems)" : ""
+            throw CaseError(directory.appendingPathComponent(first.path).path,
+                            "\(first.message)\(more): the vectors do not match \(Manifest.fileName) (run cnnref verify; --no-verify skips this check)")
         }
         return try entries.map { entry in
             let url = directory.appendingPathComponent(entry.path)
-            guard let text = FileManager.default.contents(atPath: url.path) else {
+            guard let text = files[entry.path] else {
                 throw CaseError(url.path, "missing (listed in the manifest as \(entry.id))")
             }
-            do { return try CaseDecoder(maxBytes: maxBytes).decode(text: String(decoding: text, as: UTF8.self)) } catch let e as CaseError {
+            do { return try CaseDecoder(maxBytes: maxBytes, maxWork: maxWork).decode(text: String(decoding: text, as: UTF8.self)) } catch let e as CaseError {
                 throw CaseError("\(url.path): \(e.field)", e.message)
             }
         }

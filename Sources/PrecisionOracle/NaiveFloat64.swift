@@ -15,11 +15,9 @@ public enum NaiveFloat64 {
         var y = [Double](repeating: 0, count: out.reduce(1, *))
         for bi in 0..<n { for o in 0..<k { for i in 0..<out[2] { for j in 0..<out[3] {
             var acc = b?[o] ?? 0
-            for ci in 0..<cg { for pi in 0..<fh { for qi in 0..<fw {
+            for ci in 0..<cg { for pi in Oracle.within(i * s[0] - p[0], d[0], fh, 0, h) { for qi in Oracle.within(j * s[1] - p[1], d[1], fw, 0, wd) {
                 let r = i * s[0] - p[0] + pi * d[0], col = j * s[1] - p[1] + qi * d[1]
-                if r >= 0 && r < h && col >= 0 && col < wd {
-                    acc += x[((bi * ch + (o / (k / layer.groups)) * cg + ci) * h + r) * wd + col] * w[((o * cg + ci) * fh + pi) * fw + qi]
-                }
+                acc += x[((bi * ch + (o / (k / layer.groups)) * cg + ci) * h + r) * wd + col] * w[((o * cg + ci) * fh + pi) * fw + qi]
             } } }
             y[((bi * k + o) * out[2] + i) * out[3] + j] = acc
         } } } }

@@ -7,6 +7,15 @@ import CNNReference
 public enum Oracle {
     typealias Values = [BigFloat]
 
+    /// The taps t of 0..<kernel whose positions start + t·step lie in low..<high, found by
+    /// division (so a huge kernel over a small input costs nothing).
+    static func within(_ start: Int, _ step: Int, _ kernel: Int, _ low: Int, _ high: Int) -> Range<Int> {
+        func ceilDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? (a + b - 1) / b : -((-a) / b) }
+        func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
+        let first = max(0, ceilDiv(low - start, step)), end = min(kernel, floorDiv(high - 1 - start, step) + 1)
+        return first < end ? first..<end : 0..<0
+    }
+
     /// The true outputs and gradients of a case, by tensor name, in the case's order.
     static func evaluate(_ c: Case) -> (outputs: [(String, Values)], gradients: [(String, Values)]) {
         func input(_ name: String) -> [Double] { c.input(name)?.scalars ?? [] }
@@ -46,9 +55,8 @@ public enum Oracle {
             for bi in 0..<n { for o in 0..<k { for i in 0..<oh { for j in 0..<ow {
                 let out = ((bi * k + o) * oh + i) * ow + j
                 if !b.isEmpty { y[out].add(BigFloat(b[o])); db[o].add(dy[out]) }
-                for ci in 0..<cg { for pi in 0..<fh { for qi in 0..<fw {
+                for ci in 0..<cg { for pi in within(i * s[0] - p[0], d[0], fh, 0, h) { for qi in within(j * s[1] - p[1], d[1], fw, 0, wd) {
                     let r = i * s[0] - p[0] + pi * d[0], col = j * s[1] - p[1] + qi * d[1]
-                    guard r >= 0, r < h, col >= 0, col < wd else { continue }
                     let xi = ((bi * ch + (o / kg) * cg + ci) * h + r) * wd + col
                     let wi = ((o * cg + ci) * fh + pi) * fw + qi
                     let xv = BigFloat(x[xi]), wv = BigFloat(w[wi])
@@ -74,11 +82,11 @@ public enum Oracle {
             var y = zeros(n * ch * oh * ow), dx = zeros(x.count)
             for plane in 0..<(n * ch) { for i in 0..<oh { for j in 0..<ow {
                 let out = (plane * oh + i) * ow + j
-                var taps: [Int] = [], padded = 0
-                for pi in 0..<kk[0] { for qi in 0..<kk[1] {
-                    let r = i * s[0] - p[0] + pi * d[0], col = j * s[1] - p[1] + qi * d[1]
-                    if r >= -p[0] && r < h + p[2] && col >= -p[1] && col < wd + p[3] { padded += 1 }
-                    if r >= 0 && r < h && col >= 0 && col < wd { taps.append((plane * h + r) * wd + col) }
+                var taps: [Int] = []
+                let (r0, c0) = (i * s[0] - p[0], j * s[1] - p[1])
+                let padded = within(r0, d[0], kk[0], -p[0], h + p[2]).count * within(c0, d[1], kk[1], -p[1], wd + p[3]).count
+                for pi in within(r0, d[0], kk[0], 0, h) { for qi in within(c0, d[1], kk[1], 0, wd) {
+                    taps.append((plane * h + r0 + pi * d[0]) * wd + c0 + qi * d[1])
                 } }
                 if c.layer == "maxpool2d" {
                     var best = taps[0]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CNNReference
+import GoldenVectors
 import Foundation
 
 /// The command-line tool: thin; it parses, calls the library, prints.
@@ -57,9 +58,21 @@ struct CheckFailed: Error {
 struct InputLimits: ParsableArguments {
     @Option(help: "Refuse a case whose tensors would need more than this many bytes (checked before allocating).")
     var maxBytes: Int = CaseFormat.defaultMaxBytes
+    @Option(help: "Refuse a case whose layer would run more than this many loop steps in one pass (terms visited inside the input + outputs + inputs; checked before any work).")
+    var maxWork: Int = CaseFormat.defaultMaxWork
 
     func validate() throws {
         guard maxBytes >= 1 else { throw ValidationError("--max-bytes must be at least 1, found \(maxBytes)") }
+        guard maxWork >= 1 else { throw ValidationError("--max-work must be at least 1, found \(maxWork)") }
+    }
+
+    var decoder: CaseDecoder { CaseDecoder(maxBytes: maxBytes, maxWork: maxWork) }
+
+    /// The vectors folder's cases, its manifest verified unless `verify` is false.
+    func loadVectors(_ directory: String, verify: Bool) throws -> [Case] {
+        do { return try VectorSet.load(URL(fileURLWithPath: directory), maxBytes: maxBytes, maxWork: maxWork, verify: verify) } catch {
+            throw InputError("", "\(error)")
+        }
     }
 }
 
@@ -82,10 +95,10 @@ func readText(_ path: String) throws -> String {
 }
 
 /// Reads and decodes a case file; every problem becomes one `InputError` line.
-func readCase(_ path: String, maxBytes: Int) throws -> Case {
+func readCase(_ path: String, limits: InputLimits) throws -> Case {
     let text = try readText(path)
     do {
-        return try CaseDecoder(maxBytes: maxBytes).decode(text: text)
+        return try limits.decoder.decode(text: text)
     } catch let error as CaseError {
         throw InputError(path == "-" ? "<stdin>" : path, error)
     }

@@ -13,7 +13,7 @@ extension CNNRef {
         @OptionGroup var limits: InputLimits
 
         func run() throws {
-            let input = try readCase(file, maxBytes: limits.maxBytes)
+            let input = try readCase(file, limits: limits)
             do {
                 printOut(try input.evaluated().json.formatted())
             } catch {

@@ -38,7 +38,7 @@ extension CNNRef {
                 throw InputError(directory, "no such folder")
             }
             let result: (checked: Int, problems: [VerifyProblem])
-            do { result = try Verifier.verify(URL(fileURLWithPath: directory), maxBytes: limits.maxBytes) } catch let e as CaseError {
+            do { result = try Verifier.verify(URL(fileURLWithPath: directory), maxBytes: limits.maxBytes, maxWork: limits.maxWork) } catch let e as CaseError {
                 throw InputError("", e.description)
             }
             for p in result.problems { printOut("\(directory)/\(p)\n") }

@@ -39,14 +39,16 @@ extension CNNRef {
         func run() throws {
             let cases: [(String, Case)] = files.isEmpty
                 ? Catalogue().gradcheckMatrix.map { ($0.id, $0) }
-                : try files.map { ($0, try readCase($0, maxBytes: limits.maxBytes)) }
+                : try files.map { ($0, try readCase($0, limits: limits)) }
             var reports: [GradientCheckReport] = []
             for (source, c) in cases {
                 let layer: any Layer
                 do { layer = try LayerRegistry.makeLayer(c) } catch { throw InputError(source, error) }
                 let x = c.inputs[0].tensor
                 let size = c.inputs.reduce(0) { $0 + $1.tensor.count }
-                var config = GradientCheckConfiguration(elementwise: size <= maxElements, directions: directions, seed: seed)
+                // Element checks run the layer a few times per element: past the budget, directions only.
+                let elementwise = size <= maxElements && Work.elementwiseAffordable(layer, input: x.shape, elements: size)
+                var config = GradientCheckConfiguration(elementwise: elementwise, directions: directions, seed: seed)
                 if !config.elementwise && config.directions == 0 { config.directions = 4 }
                 do {
                     reports.append(try GradientChecker.check(layer, input: x, upstream: c.upstream, caseID: c.id,

@@ -18,9 +18,14 @@ extension CNNRef {
         @Argument(help: "The vectors folder.")
         var directory: String = "Vectors"
 
+        @Flag(help: "Do not check the vectors against the manifest's SHA-256 hashes (the report says so).")
+        var noVerify = false
+
+        @OptionGroup var limits: InputLimits
+
         func run() throws {
-            let cases: [Case]
-            do { cases = try VectorSet.load(URL(fileURLWithPath: directory)) } catch { throw InputError("", "\(error)") }
+            let cases = try limits.loadVectors(directory, verify: !noVerify)
+            if noVerify { printOut(ValidationText.notVerified + "\n") }
             let report = Oracle.measure(cases)
             printOut("layer                   values  correctly rounded  worst ulp  target  worst at\n")
             for l in report.layers {

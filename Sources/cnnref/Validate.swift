@@ -43,17 +43,17 @@ extension CNNRef {
         @Option(help: "Also write a JUnit XML report to this file.")
         var junit: String?
 
+        @Flag(help: "Do not check the vectors against the manifest's SHA-256 hashes (the report says so).")
+        var noVerify = false
+
         @OptionGroup var limits: InputLimits
 
         func run() throws {
-            let cases: [Case]
-            do { cases = try VectorSet.load(URL(fileURLWithPath: vectors), maxBytes: limits.maxBytes) } catch {
-                throw InputError("", "\(error)")
-            }
+            let cases = try limits.loadVectors(vectors, verify: !noVerify)
             let text = try readText(results)
             let file: ResultsFile
             do {
-                file = try ResultsFile.decode(text, cases: Dictionary(cases.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }), maxBytes: limits.maxBytes)
+                file = try ResultsFile.decode(text, cases: Dictionary(cases.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }), maxBytes: limits.maxBytes, maxWork: limits.maxWork)
             } catch {
                 throw InputError(results, error)
             }
@@ -83,8 +83,8 @@ extension CNNRef {
                 passed = report.passed
             }
             switch format {
-            case .text: printOut(ValidationText.text(report, fingerprint: fingerprinted, explanation: explanation))
-            case .json: printOut(ValidationText.json(report, fingerprint: fingerprinted, explanation: explanation).formatted())
+            case .text: printOut(ValidationText.text(report, verified: !noVerify, fingerprint: fingerprinted, explanation: explanation))
+            case .json: printOut(ValidationText.json(report, verified: !noVerify, fingerprint: fingerprinted, explanation: explanation).formatted())
             }
             if let junit {
                 do { try Data(ValidationText.junit(report, fingerprint: fingerprinted, explanation: explanation).utf8).write(to: URL(fileURLWithPath: junit)) } catch {
@@ -102,8 +102,11 @@ enum ValidationText {
         return "\(t.name): \(t.status.rawValue); worst \(w.index) expected \(w.expected) got \(w.got) error \(String(format: "%.3g", w.error)) bound \(String(format: "%.3g", w.bound)) error/bound \(String(format: "%.3g", t.ratio))\(t.detail.isEmpty ? "" : "; \(t.detail)")"
     }
 
-    static func text(_ r: ValidationReport, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> String {
+    static let notVerified = "vectors: NOT verified against manifest.json (--no-verify): a changed golden value would be judged against"
+
+    static func text(_ r: ValidationReport, verified: Bool = true, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> String {
         var out = "engine \(r.engine), precision \(r.precision.rawValue)\n"
+        if !verified { out += notVerified + "\n" }
         for c in r.cases {
             out += "\(c.id): \(c.status.rawValue)\(c.reason.isEmpty ? "" : " (\(c.reason))")\n"
             for t in c.tensors { out += "  \(row(t))\n" }
@@ -116,12 +119,13 @@ enum ValidationText {
         return out
     }
 
-    static func json(_ r: ValidationReport, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> JSON {
+    static func json(_ r: ValidationReport, verified: Bool = true, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> JSON {
         var extra: [(String, JSON)] = []
         if let fingerprint { extra.append(("fingerprint", fingerprint.json)) }
         if let explanation { extra.append(("explanation", .string(explanation))) }
         return .object([
             ("engine", .string(r.engine)), ("precision", .string(r.precision.rawValue)),
+            ("vectors_verified", .bool(verified)),
             ("passed", .int(r.count(.passed))), ("failed", .int(r.count(.failed))),
             ("skipped", .int(r.count(.skipped))), ("not_applicable", .int(r.count(.notApplicable))),
             ("partial", .int(r.count(.partial))),

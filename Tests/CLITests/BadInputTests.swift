@@ -97,7 +97,20 @@ import Testing
              "inputs": {"x": {"shape": [1, 1, 1, 700], "data": [\(Array(repeating: "1", count: 700).joined(separator: ", "))]},
                         "weight": {"shape": [1, 1, 1, 1], "data": [1]}},
              "upstream": {"shape": [1], "data": [1]}}
-            """, words: ["inputs", "107010700 output elements × 701 input elements", "exceeds the work limit"]),
+            """, words: ["inputs", "= 700 terms visited + 107010700 outputs + 701 input elements = 107012101 loop steps per pass", "exceeds the work limit of 16777216 (--max-work)"]),
+        BadInput(name: "over a --max-work limit", file: conv, arguments: ["--max-work", "20"], words: ["conv2d: 1 (N) × 1 (K) × 1 (C/groups) × 4 row taps", "= 16 terms visited + 4 outputs + 13 input elements = 33 loop steps per pass exceeds the work limit of 20"]),
+        BadInput(name: "expected output of the wrong shape", file: """
+            {"schema": "cnnref-case-1", "id": "relu/bad", "layer": "relu",
+             "inputs": {"x": {"shape": [4], "data": [1, -1, 2, 0]}}, "upstream": {"shape": [4], "data": [1, 1, 1, 1]},
+             "expected": {"outputs": {"y": {"shape": [2], "data": [1, 0]}}, "gradients": {}}}
+            """, words: ["expected.outputs.y.shape", "expected [4], found [2]"]),
+        BadInput(name: "expected gradient missing", command: "gradcheck", file: """
+            {"schema": "cnnref-case-1", "id": "relu/bad", "layer": "relu",
+             "inputs": {"x": {"shape": [4], "data": [1, -1, 2, 0]}}, "upstream": {"shape": [4], "data": [1, 1, 1, 1]},
+             "expected": {"outputs": {"y": {"shape": [4], "data": [1, 0, 2, 0]}}, "gradients": {}}}
+            """, words: ["expected.gradients.x", "missing"]),
+        BadInput(name: "a \\u escape with a sign", file: edit(loss, "\"mean\"", "\"\\u+06dean\""), words: ["malformed JSON", "line 2, column 42", "four hex digits"]),
+        BadInput(name: "a raw tab in a string", file: edit(conv, "\"t/conv\"", "\"t/\tconv\""), words: ["malformed JSON", "control character U+0009"]),
         BadInput(name: "over a --max-bytes limit", file: conv, arguments: ["--max-bytes", "100"], words: ["exceeds the limit of 100 bytes"]),
         BadInput(name: "reduction neither mean nor sum", file: edit(loss, "\"mean\"", "\"avg\""), words: ["config.reduction", "\"mean\" or \"sum\""]),
         BadInput(name: "count_include_pad missing", file: edit(edit(pool, "maxpool2d", "avgpool2d"), "t/pool", "t/avg"), words: ["config.count_include_pad", "missing"]),

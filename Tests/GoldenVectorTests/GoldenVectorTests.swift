@@ -146,6 +146,22 @@ let vectors = repository.appendingPathComponent("Vectors")
         #expect(tried >= 1000)
         // Reaching here means none of them trapped.
     }
+
+    /// The structure-aware mutator: well-formed JSON with plausible shapes and inconsistent
+    /// content, through evaluate, gradcheck, verify, precision and validate (file and Swift
+    /// engine). Every input must be answered or rejected with a one-line CaseError, in time.
+    @Test func commandsSurviveStructuralMutants() {
+        let stats = Fuzzing.runStructured(iterations: 3000, seconds: 30, seed: 11, timeLimit: 5)
+        print("structural fuzz: \(stats.tried) inputs (\(stats.cases) cases, \(stats.resultsFiles) results files), \(stats.decoded) decoded, \(stats.rejected) rejected, slowest \(stats.slowest) s, \(stats.findings.count) findings")
+        #expect(stats.tried >= 500)
+        #expect(stats.decoded >= stats.tried / 20, "the mutants should often stay valid: \(stats.decoded) of \(stats.tried)")
+        #expect(stats.findings.isEmpty, "\(stats.findings.prefix(3))")
+    }
+
+    /// libFuzzer's structural selector: the same mutator driven by bytes.
+    @Test func structuralSelectorTakesBytes() {
+        for k in 0..<200 { Fuzzing.one(Data([2] + (0..<64).map { UInt8(truncatingIfNeeded: $0 * 37 + k * 11) })) }
+    }
 }
 
 @Suite struct LargeCaseGradcheckTests {

@@ -286,3 +286,76 @@ enum ValidationTextRow {
         }
     }
 }
+
+/// A Swift engine's results get the checks a results file gets: a tensor shorter, longer or
+/// differently shaped than the golden one is a failed case with its reason, never a trap.
+@Suite struct EngineResultCheckTests {
+    struct Wrong: Engine {
+        let name = "wrong", precision = Precision.float64
+        let make: @Sendable (Tensor) -> [NamedTensor]
+        func run(_ c: Case) throws -> EngineResult? {
+            guard c.id == "relu/on-kink" else { return nil }
+            return EngineResult(outputs: make(try c.evaluated().expected!.outputs[0].tensor))
+        }
+    }
+
+    @Test func wrongShapesFailWithTheReason() throws {
+        let cases = try VectorSet.load(vectors).filter { $0.id == "relu/on-kink" }
+        let variants: [(String, @Sendable (Tensor) -> [NamedTensor], String)] = [
+            ("shorter", { t in [NamedTensor("y", Tensor(shape: [t.count - 1], scalars: Array(t.scalars.dropLast())))] }, "results.relu/on-kink.outputs.y.shape: expected [4], found [3]"),
+            ("longer", { t in [NamedTensor("y", Tensor(shape: [t.count + 1], scalars: t.scalars + [0]))] }, "expected [4], found [5]"),
+            ("reshaped", { t in [NamedTensor("y", Tensor(shape: [2, 2], scalars: t.scalars))] }, "expected [4], found [2, 2]"),
+            ("unknown name", { t in [NamedTensor("z", t)] }, "results.relu/on-kink.outputs.z: unknown tensor"),
+            ("twice", { t in [NamedTensor("y", t), NamedTensor("y", t)] }, "appears more than once"),
+        ]
+        for (name, make, words) in variants {
+            let report = Validator.validate(Wrong(make: make), cases: cases)
+            #expect(report.cases[0].status == .failed, "\(name): \(report.cases[0])")
+            #expect(report.cases[0].reason.contains(words), "\(name): \(report.cases[0].reason)")
+        }
+        // The right shape still passes.
+        #expect(Validator.validate(Wrong(make: { [NamedTensor("y", $0)] }), cases: cases).cases[0].status == .passed)
+    }
+
+    /// A golden case built in Swift whose expected block does not fit its layer is skipped with
+    /// the reason, not indexed past its end.
+    @Test func anInconsistentSwiftBuiltGoldenCaseIsSkipped() throws {
+        var c = try #require(try VectorSet.load(vectors).first { $0.id == "relu/on-kink" })
+        c.expected = Expected(outputs: [NamedTensor("y", Tensor(shape: [2], scalars: [0, 0]))], gradients: [])
+        let report = Validator.validate(engine: "e", precision: .float64, cases: [c],
+                                        results: [c.id: EngineResult(outputs: [NamedTensor("y", Tensor(shape: [2], scalars: [0, 0]))])])
+        #expect(report.cases[0].status == .skipped && report.cases[0].reason.contains("expected.outputs.y.shape"), "\(report.cases[0])")
+    }
+}
+
+/// Loading a vectors folder checks its manifest first (names the file) unless told not to.
+@Suite struct VerifiedLoadTests {
+    static func copy() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-load-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: vectors, to: dir)
+        return dir
+    }
+
+    @Test func aTamperedMissingOrExtraFileIsRefusedByName() throws {
+        for (what, change, words) in [
+            ("tampered", { (d: URL) in
+                let f = d.appendingPathComponent("relu/on-kink.json")
+                let text = try String(contentsOf: f, encoding: .utf8).replacingOccurrences(of: "\"data\": [0, 0, 0, 0.5]", with: "\"data\": [0, 0, 0, 0.75]")
+                try text.write(to: f, atomically: true, encoding: .utf8)
+            }, ["relu/on-kink.json", "sha256", "differs from the manifest"]),
+            ("missing", { (d: URL) in try FileManager.default.removeItem(at: d.appendingPathComponent("tanh/extremes.json")) }, ["tanh/extremes.json", "missing"]),
+            ("extra", { (d: URL) in try Data("{}".utf8).write(to: d.appendingPathComponent("relu/stray.json")) }, ["relu/stray.json", "not in the manifest"]),
+        ] as [(String, (URL) throws -> Void, [String])] {
+            let dir = try Self.copy()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            try change(dir)
+            do {
+                _ = try VectorSet.load(dir)
+                Issue.record("\(what): loaded")
+            } catch {
+                for w in words { #expect("\(error)".contains(w), "\(what): \(error)") }
+            }
+            if what != "missing" { #expect((try? VectorSet.load(dir, verify: false))?.count == (try VectorSet.load(vectors)).count, "\(what)") }
+        }
+    }
+}
