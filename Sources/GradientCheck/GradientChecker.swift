@@ -65,6 +65,8 @@ public struct ElementResult: Sendable {
         case kink
         /// The objective is not finite here (an input or output of ±∞ or NaN): nothing to differentiate.
         case notFinite = "not-finite"
+        /// A sum-of-products layer, affine in the element: the exact slope between two points.
+        case affine
     }
     public var tensor: String
     /// The multi-index in the tensor, or `[d]` for direction d.
@@ -99,6 +101,15 @@ public struct TensorReport: Sendable {
     public var worst: ElementResult?
     public var failures: [ElementResult] = []
     public var failed = 0
+    /// tolerance/|analytic| of every element with a nonzero analytic value: the smallest
+    /// relative error in that element the check is sure to catch is about twice it.
+    public var resolutions: [Double] = []
+    public var worstResolution: Double? { resolutions.max() }
+    public var medianResolution: Double? {
+        guard !resolutions.isEmpty else { return nil }
+        let sorted = resolutions.sorted()
+        return sorted[sorted.count / 2]
+    }
     public var passed: Bool { failed == 0 }
     public var worstRatio: Double { worst?.ratio ?? 0 }
 }
@@ -175,6 +186,8 @@ struct Run {
     /// h·∂(Σ|uᵢ|Mᵢ)/∂|θⱼ| over the stencil, which the layer gives on absolute values.
     struct PlainNoise {
         var gamma: Double                  // γ_n + γ_m for the largest n
+        var terms: Double                  // n, the longest sum
+        var outputs: Double                // m, the number of outputs
         var magnitude: Double              // Σᵢ|uᵢ|·Mᵢ at the point
         var slope: [Tensor]                // ∂/∂|θ| of it, per slot
     }
@@ -200,7 +213,7 @@ struct Run {
             let n = layer.forward(input, accumulator: TermCount.self).scalars.max() ?? 1
             let slopes = absolute.backward(absX, outputGradient: absU)
             let unit = 0x1p-53
-            plain = PlainNoise(gamma: gamma(n, unit) + gamma(Double(y.count), unit),
+            plain = PlainNoise(gamma: gamma(n, unit) + gamma(Double(y.count), unit), terms: n, outputs: Double(y.count),
                                magnitude: zip(absU.scalars, m.scalars).reduce(0) { $0 + $1.0 * $1.1 },
                                slope: [slopes.input] + slopes.parameters)
         } else {
@@ -300,6 +313,7 @@ struct Run {
         if !here.isEmpty, activeSet(slot, i, x - h) != here || activeSet(slot, i, x + h) != here {
             return judgeNearKink(slot, i, x, h, a, name, index)
         }
+        if plain != nil, here.isEmpty, let affine = checkAffine(slot, i, a, name, index) { return affine }
         let central = derivative(.central, slot, i, x, h)
         let tol = tolerance(a, abserr: central.abserr, h: h)
         let result = ElementResult(tensor: name, index: index, analytic: a, numeric: central.value, oneSided: nil,
@@ -313,6 +327,57 @@ struct Run {
             return judgeKink(a, left, right, h, name, index)
         }
         return result
+    }
+
+    /// A sum-of-products layer is affine in each single element θᵢ, so the slope between
+    /// any two points is the derivative, with no truncation error: θᵢ = ±H with H a power
+    /// of two (the difference 2H is exact) as large as Σ|u|·M / ∂(Σ|u|·M)/∂|θᵢ|, so the
+    /// objective's rounding weighs as little as the element's own terms allow. L(±H) is
+    /// first evaluated with plain loops, whose rounding is at most (γ_n + γ_m)·Σ|u|·M(±H)
+    /// (`PlainNoise`), with Σ|u|·M(±H) ≤ Σ|u|·M + H·slope; when that resolves the analytic
+    /// value to worse than 1e-10 relative, again with compensated sums (Dot2: ε·|y| + γ_n²·M
+    /// per output, ε·|L| + γ_m²·Σ|u·y| for the sum over outputs). The tolerance is twice the
+    /// bound, plus 4ε·|a| for the rounding of the quotient and of the analytic value.
+    /// Returns nil where L(±H) is not finite (the central rule takes over).
+    mutating func checkAffine(_ slot: Int, _ i: Int, _ a: Double, _ name: String, _ index: [Int]) -> ElementResult? {
+        guard let plain else { return nil }
+        let slope = plain.slope[slot][i], magnitude = plain.magnitude
+        var H = 1.0
+        if slope > 0, magnitude / slope > 1, (magnitude / slope).isFinite {
+            H = Double(sign: .plus, exponent: Int((magnitude / slope).exponent) + 1, significand: 1)
+        }
+        let eps = 0x1p-53
+        func slopeEstimate(compensated: Bool) -> Double? {
+            let high = affineObjective(slot, i, H, compensated: compensated)
+            let low = affineObjective(slot, i, -H, compensated: compensated)
+            guard high.isFinite, low.isFinite else { return nil }
+            return (high - low) / (2 * H)
+        }
+        let noise = magnitude / H + slope
+        guard var numeric = slopeEstimate(compensated: false) else { return nil }
+        var tol = 2 * plain.gamma * noise + 4 * eps * a.magnitude
+        if tol > 1e-10 * a.magnitude, let accurate = slopeEstimate(compensated: true) {
+            numeric = accurate
+            let g2 = gamma(plain.terms, eps) * gamma(plain.terms, eps) + gamma(plain.outputs, eps) * gamma(plain.outputs, eps)
+            tol = 2 * (2 * eps + g2) * noise * (1 + 4 * eps) + 4 * eps * a.magnitude
+        }
+        return ElementResult(tensor: name, index: index, analytic: a, numeric: numeric, oneSided: nil, abserr: 0,
+                             tolerance: tol, kind: .affine, ratio: ratio((a - numeric).magnitude, tol))
+    }
+
+    /// L with element i of slot set to t: plain loops throughout, or compensated sums
+    /// for every output and for the sum over the outputs.
+    mutating func affineObjective(_ slot: Int, _ i: Int, _ t: Double, compensated: Bool) -> Double {
+        let saved = tensor(slot)[i]
+        set(slot, i, t)
+        defer { set(slot, i, saved) }
+        let u = upstream.scalars
+        if compensated {
+            let y = layer.forward(input, accumulator: CompensatedSum.self)
+            return CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
+        }
+        let y = layer.forward(input, accumulator: PlainSum.self)
+        return PlainSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
     }
 
     /// The active set changes within the stencil. Steps that stay within one piece on
@@ -492,6 +557,7 @@ extension TensorReport {
         checked += 1
         if r.kind == .kink { kinks += 1 }
         if r.kind == .notFinite { notFinite += 1 }
+        if r.kind != .notFinite, r.analytic != 0, r.analytic.isFinite { resolutions.append(r.tolerance / r.analytic.magnitude) }
         if worst == nil || r.ratio > worst!.ratio || r.ratio.isNaN { worst = r }
         if !r.passed {
             failed += 1

@@ -71,14 +71,16 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 enum GradcheckText {
     static func render(_ reports: [GradientCheckReport]) -> String {
-        var out = "case".padding(toLength: 58, withPad: " ", startingAt: 0) + " tensor      elements  kinks  worst/tol  verdict\n"
+        var out = "case".padding(toLength: 58, withPad: " ", startingAt: 0) + " tensor      elements  kinks  worst/tol  resolution (worst, median)  verdict\n"
         var passed = 0, failed = 0
         for r in reports {
             for t in r.tensors {
                 out += r.caseID.padding(toLength: 58, withPad: " ", startingAt: 0) + " "
                 out += t.name.padding(toLength: 11, withPad: " ", startingAt: 0)
                 out += String(t.checked).leftPadded(9) + String(t.kinks).leftPadded(7)
-                out += String(format: "%11.3g", t.worstRatio) + "  " + (t.passed ? "pass" : "FAIL")
+                out += String(format: "%11.3g", t.worstRatio)
+                out += "  " + (t.worstResolution.map { String(format: "%10.2g %10.2g      ", $0, t.medianResolution!) } ?? "      none                  ")
+                out += "  " + (t.passed ? "pass" : "FAIL")
                 out += (t.notFinite > 0 ? "  (\(t.notFinite) not finite: skipped)" : "") + "\n"
                 for f in t.failures { out += "    \(r.caseID): \(f.summary)\n" }
             }
@@ -107,6 +109,7 @@ enum GradcheckText {
                     ("tensors", .array(r.tensors.map { t in
                         .object([("name", .string(t.name)), ("elements", .int(t.checked)), ("kinks", .int(t.kinks)), ("not_finite", .int(t.notFinite)),
                                  ("worst_ratio", .double(t.worstRatio)), ("passed", .bool(t.passed)),
+                                 ("resolution", t.worstResolution.map { .object([("worst", .double($0)), ("median", .double(t.medianResolution!))]) } ?? .null),
                                  ("worst", t.worst.map(element) ?? .null), ("failures", .array(t.failures.map(element)))])
                     })),
                     ("structural", .array(r.structural.map { s in

@@ -19,8 +19,33 @@ struct Mutant: PiecewiseSmooth {
     func backward(_ x: Tensor, outputGradient: Tensor) -> Gradients { bug(base, x, outputGradient) }
     func activeSet(_ x: Tensor) -> [Int] { base.activeSet(x) }
     func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
-        (base as! any PiecewiseSmooth).forward(x, piece: piece, accumulator: accumulator)
+        // A smooth base (swish, softmax) has no pieces: its one piece is the forward pass.
+        (base as? any PiecewiseSmooth)?.forward(x, piece: piece, accumulator: accumulator) ?? base.forward(x, accumulator: accumulator)
     }
+}
+
+/// The same for a sum-of-products layer (conv2d, linear, avgpool2d): it keeps the
+/// `SumOfProducts` conformance, so the checker takes the path `cnnref gradcheck` takes.
+struct SumMutant: SumOfProducts {
+    static let id = "sum-mutant"
+    var base: any Layer
+    let bug: @Sendable (any Layer, Tensor, Tensor) -> Gradients
+
+    var inputName: String { base.inputName }
+    var outputName: String { base.outputName }
+    var parameters: [NamedTensor] {
+        get { base.parameters }
+        set { base.parameters = newValue }
+    }
+    func outputShape(forInput shape: [Int]) throws(CaseError) -> [Int] { try base.outputShape(forInput: shape) }
+    func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor { base.forward(x, accumulator: A.self) }
+    func backward(_ x: Tensor, outputGradient: Tensor) -> Gradients { bug(base, x, outputGradient) }
+    func activeSet(_ x: Tensor) -> [Int] { base.activeSet(x) }
+}
+
+/// A mutant of `base` that keeps its kind: sum of products, or piecewise smooth.
+func mutant(_ base: any Layer, _ bug: @escaping @Sendable (any Layer, Tensor, Tensor) -> Gradients) -> any Layer {
+    base is any SumOfProducts ? SumMutant(base: base, bug: bug) : Mutant(base: base, bug: bug)
 }
 
 /// A naive conv2d input gradient, with switches for the classic bugs.

@@ -133,8 +133,9 @@ import Testing
     func everyBugFailsOnTheElementsItBreaks(bug: Bug) throws {
         var config = GradientCheckConfiguration()
         config.failuresKept = .max
-        let mutant = Mutant(base: bug.layer, bug: bug.wrong)
+        let mutant = mutant(bug.layer, bug.wrong)
         let report = try GradientChecker.check(mutant, input: bug.input, configuration: config)
+        #expect((mutant is any SumOfProducts) == (bug.layer is any SumOfProducts))
         #expect(!report.passed, "\(bug.name) passed the check")
         // The elements the bug changes, from the same upstream the checker drew.
         let upstream = try GradientChecker.upstream(for: bug.layer, input: bug.input, seed: config.seed)
