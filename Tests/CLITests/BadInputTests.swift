@@ -249,6 +249,25 @@ import Testing
         #expect(result.status == 1)
         #expect(result.stdout.contains("outputs.y: failed; worst [3] expected 0.5 got 0.5000001"))
     }
+
+    /// An engine that rounds to TF32 and claims float32: 1024.5·1 comes out as 1024.
+    static let tf32 = #"{"engine": "t", "precision": "float32", "results": {"relu/on-kink": {"outputs": {"y": {"shape": [4], "data": [0, 0, 0, 0.5]}}}, "linear/tf32-input-rounding-1024.5": {"outputs": {"y": {"shape": [1, 1], "data": [1024]}}}}}"#
+
+    @Test func aFailingClaimNamesThePrecisionThatExplainsIt() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-results-\(UUID().uuidString).json").path
+        try Self.tf32.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let claimed = try run(["validate", path])
+        #expect(claimed.status == 1)
+        #expect(claimed.stdout.contains("precision: fails float32 on 1 cases, worst linear/tf32-input-rounding-1024.5 outputs.y[0, 0] error 0.5 vs bound "), "\(claimed.stdout.suffix(600))")
+        #expect(claimed.stdout.contains("; consistent with tf32: inputs of sums of products rounded to 11 significant bits"))
+        let junit = path + ".xml"
+        let auto = try run(["validate", path, "--precision", "auto", "--format", "json", "--junit", junit])
+        #expect(auto.status == 0, "\(auto.stderr)")
+        #expect(auto.stdout.contains(#""consistent": ["tf32", "float16", "bfloat16"]"#) && auto.stdout.contains(#""tightest": "tf32""#), "\(auto.stdout.suffix(900))")
+        let xml = try String(contentsOfFile: junit, encoding: .utf8)
+        #expect(xml.contains("name=\"fingerprint\"") && xml.contains("tightest tf32"))
+    }
 }
 
 /// Determinism under load: two generations at once write identical bytes.
