@@ -151,6 +151,67 @@ import Testing
     }
 }
 
+/// Small errors, through the path `cnnref gradcheck` takes (the sum-of-products mutants stay
+/// `SumOfProducts`): each must fail on exactly the elements it changes, bit for bit.
+@Suite struct SmallErrorTests {
+    static let linear = Linear(weight: SensitivityTests.tensor([4, 6], seed: 31), bias: SensitivityTests.tensor([4], seed: 32))
+    static let rows = SensitivityTests.tensor([3, 6], seed: 33)
+    static let bugs: [SensitivityTests.Bug] = [
+        .init(name: "conv2d dW off by a relative 1e-9 in one element", layer: SensitivityTests.conv, input: SensitivityTests.image) { l, x, dy in
+            var g = l.backward(x, outputGradient: dy)
+            g.parameters[0][7] *= 1 + 1e-9
+            return g
+        },
+        .init(name: "conv2d dx off by a relative 1e-9 in one element", layer: SensitivityTests.conv, input: SensitivityTests.image) { l, x, dy in
+            var g = l.backward(x, outputGradient: dy)
+            g.input[23] *= 1 + 1e-9
+            return g
+        },
+        .init(name: "conv2d dW rounded to float32", layer: SensitivityTests.conv, input: SensitivityTests.image) { l, x, dy in
+            var g = l.backward(x, outputGradient: dy)
+            g.parameters[0] = Tensor(shape: g.parameters[0].shape, scalars: g.parameters[0].scalars.map { Double(Float($0)) })
+            return g
+        },
+        .init(name: "linear dx NaN only where |x| > 1.9", layer: linear, input: rows) { l, x, dy in
+            var g = l.backward(x, outputGradient: dy)
+            for i in 0..<x.count where x[i].magnitude > 1.9 { g.input[i] = .nan }
+            return g
+        },
+        .init(name: "linear dW with one output row wrong by 1e-7", layer: linear, input: rows) { l, x, dy in
+            var g = l.backward(x, outputGradient: dy)
+            for j in 6..<12 { g.parameters[0][j] *= 1 + 1e-7 }
+            return g
+        },
+        .init(name: "avgpool dx off by a relative 1e-9 in one element",
+              layer: AvgPool2D(window: PoolWindow(kernel: [3, 3], stride: [2, 2], padding: [1, 1, 1, 1]), countIncludePad: true),
+              input: SensitivityTests.tensor([1, 2, 5, 5], seed: 34)) { l, x, dy in
+            var g = l.backward(x, outputGradient: dy)
+            g.input[12] *= 1 + 1e-9
+            return g
+        },
+    ]
+
+    @Test(arguments: bugs)
+    func smallErrorsFailOnExactlyTheirElements(bug: SensitivityTests.Bug) throws {
+        var config = GradientCheckConfiguration()
+        config.failuresKept = .max
+        let layer = mutant(bug.layer, bug.wrong)
+        #expect(layer is any SumOfProducts)
+        let report = try GradientChecker.check(layer, input: bug.input, configuration: config)
+        #expect(!report.passed, "\(bug.name) passed the check")
+        let upstream = try GradientChecker.upstream(for: bug.layer, input: bug.input, seed: config.seed)
+        let right = bug.layer.backward(bug.input, outputGradient: upstream)
+        let wrong = bug.wrong(bug.layer, bug.input, upstream)
+        for (slot, tensorReport) in report.tensors.enumerated() {
+            let r = slot == 0 ? right.input : right.parameters[slot - 1]
+            let w = slot == 0 ? wrong.input : wrong.parameters[slot - 1]
+            let broken = Set(r.scalars.indices.filter { r[$0].bitPattern != w[$0].bitPattern })
+            let reported = Set(tensorReport.failures.map { r.flatIndex(of: $0.index) })
+            #expect(reported == broken, "\(bug.name): tensor \(tensorReport.name) reported \(reported.sorted()), broken \(broken.sorted())")
+        }
+    }
+}
+
 /// The piecewise contract: the frozen piece of the point is the forward pass, bitwise.
 @Suite struct PieceContractTests {
     @Test(arguments: [1 + 0x1p-52, 2.0])
