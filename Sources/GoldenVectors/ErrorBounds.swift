@@ -107,13 +107,18 @@ public struct ErrorScale: Sendable {
     public var exponent: [Int]
     public var storage: Double = 0
     public var isSum = false
+    /// What the stored intermediates' roundings act on, where that differs from M (a saved
+    /// log-probability log p, rounded, moves p by p·|log p|·u): `storageMagnitude[i]·2^exponent[i]`.
+    public var storageMagnitude: [Double]?
 
-    public init(terms: [Double], magnitude: [Double], exponent: [Int]? = nil, storage: Double = 0, isSum: Bool = false) {
+    public init(terms: [Double], magnitude: [Double], exponent: [Int]? = nil, storage: Double = 0, isSum: Bool = false,
+                storageMagnitude: [Double]? = nil) {
         self.terms = terms
         self.magnitude = magnitude
         self.exponent = exponent ?? Array(repeating: 0, count: magnitude.count)
         self.storage = storage
         self.isSum = isSum
+        self.storageMagnitude = storageMagnitude
     }
 
     /// M of element i, as a double (∞ when it exceeds the double range).
@@ -124,8 +129,8 @@ public struct ErrorScale: Sendable {
     /// accumulation and of the output format (engines that flush subnormals pass),
     /// 2⁻⁵³·|golden| the golden value's own rounding.
     public func bound(_ i: Int, golden: Double, precision p: Precision) -> Double {
-        let relative = gamma(terms[i], p.accumulationUnit) + storage * max(0, p.outputUnit - p.accumulationUnit)
-        return scalbn(relative * magnitude[i], exponent[i])
+        let stored = storage * max(0, p.outputUnit - p.accumulationUnit) * (storageMagnitude?[i] ?? magnitude[i])
+        return scalbn(gamma(terms[i], p.accumulationUnit) * magnitude[i] + stored, exponent[i])
             + (p.outputUnit + 0x1p-53) * golden.magnitude
             + max(terms[i], 1) * p.underflowUnit + p.outputFormat.smallestNormal
     }
@@ -200,6 +205,7 @@ public enum ErrorModel {
             for i in p.magnitude.indices where !p.trueMagnitude(i).isFinite && !p.magnitude[i].isNaN {
                 out.magnitude[i] = w.magnitude[i]
                 out.exponent[i] = w.exponent[i]
+                if let ws = w.storageMagnitude { out.storageMagnitude?[i] = ws[i] }
             }
             return out
         }
@@ -317,6 +323,7 @@ public enum ErrorModel {
             let axis = logSoftmax.axis < 0 ? logSoftmax.axis + x.rank : logSoftmax.axis
             let len = Double(x.shape[axis])
             var yParts = [[Double]](repeating: [], count: x.count), dxM = [Double](repeating: 0, count: x.count)
+            var dxS = [Double](repeating: 0, count: x.count)
             for slice in AxisSlices(shape: x.shape, axis: axis).all {
                 let m = slice.map { x[$0] }.max() ?? 0
                 let logSum = log(slice.reduce(0.0) { $0 + exp(x[$1] - m) })
@@ -326,23 +333,34 @@ public enum ErrorModel {
                     // error u of log S once S ≥ 1 is rounded (no log1p assumed).
                     yParts[i] = [x[i].magnitude, m.magnitude, logSum, 1]
                     dxM[i] = dy[i].magnitude + exp(y[i]) * total
+                    // The backward reads y as stored: e^y moves by e^y·|y|·u.
+                    dxS[i] = dy[i].magnitude + (y[i].isFinite ? exp(y[i]) * (1 + y[i].magnitude) : 0) * total
                 }
             }
-            return (wideConstant(len + 6, yParts, storage: 3), [constant(len + 6, dxM, u, storage: 3)])
+            var dx = constant(len + 6, dxM, u, storage: 3)
+            dx.storageMagnitude = dxS
+            return (wideConstant(len + 6, yParts, storage: 3), [dx])
         case let ce as SoftmaxCrossEntropy:
             let (n, cl) = (x.shape[0], x.shape[1])
             let divisor = ce.reduction == .mean ? Double(n) : 1
             var lossParts: [Double] = []
-            var dxM = [Double](repeating: 0, count: x.count)
+            var dxM = [Double](repeating: 0, count: x.count), dxS = [Double](repeating: 0, count: x.count)
             for i in 0..<n {
                 let row = Array(x.scalars[i * cl..<(i + 1) * cl])
                 let m = row.max() ?? 0
                 let s = row.reduce(0.0) { $0 + exp($1 - m) }
                 // log S − (s_y − m) with S ≥ 1 rounded: an absolute error of u in log S (no log1p assumed).
                 lossParts += [log(s), row[ce.labels[i]].magnitude, m.magnitude, 1].map { $0 / divisor }
-                for j in 0..<cl { dxM[i * cl + j] = (exp(row[j] - m) / s + (j == ce.labels[i] ? 1 : 0)) / divisor * dy[0].magnitude }
+                for j in 0..<cl {
+                    let p = exp(row[j] - m) / s
+                    dxM[i * cl + j] = (p + (j == ce.labels[i] ? 1 : 0)) / divisor * dy[0].magnitude
+                    // Engines save log p in the output format and take exp: p moves by p·|log p|·u.
+                    dxS[i * cl + j] = ((p > 0 ? p * (1 + (row[j] - m - log(s)).magnitude) : 0) + (j == ce.labels[i] ? 1 : 0)) / divisor * dy[0].magnitude
+                }
             }
-            return (wideConstant(Double(cl + n + 8), [lossParts], storage: 3), [constant(Double(cl + 8), dxM, u, storage: 3)])
+            var dx = constant(Double(cl + 8), dxM, u, storage: 3)
+            dx.storageMagnitude = dxS
+            return (wideConstant(Double(cl + n + 8), [lossParts], storage: 3), [dx])
         case let hinge as MulticlassHinge:
             let (n, cl) = (x.shape[0], x.shape[1])
             let active = hinge.activeSet(x)
