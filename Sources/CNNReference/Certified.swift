@@ -20,7 +20,11 @@ import CMPFR
 // is recognised by Lindemann–Weierstrass (e^a₁, …, e^aₙ for distinct rationals aᵢ
 // are linearly independent over the algebraic numbers, so Σ cᵢ·e^aᵢ = 0 only when
 // every cᵢ = 0; the kernels test the cᵢ exactly). Every other value is irrational and
-// the loop ends. A loop that reached 2^16 bits would be a bug, and traps.
+// the loop ends. A loop that reached 2^16 bits traps rather than return an uncertain
+// value. One known way to get there: logit gaps beyond MPFR's exponent range
+// (|x_j − m| > 3.2e18, e^(x_j − m) < 2^(−4.6e18)) in a slice whose other terms make
+// the value an exact midpoint between doubles, or any gap beyond about 45,000 (e^−gap
+// below 2^−65536) with such a midpoint: such inputs are out of scope.
 
 /// One MPFR number, heap-allocated so that its address is stable.
 @usableFromInline
@@ -175,10 +179,13 @@ public enum Certified {
     ///   - zero: the result when the interval is exactly [0, 0] (an exact zero).
     static func round(sign: () -> FloatingPointSign? = { nil }, zero: Double = 0, _ evaluate: (Int) -> Interval) -> Double {
         widenExponentRange()
+        var last: (Double, Double) = (0, 0)
         for p in precisions {
-            if let d = decide(evaluate(p), sign: sign, zero: zero) { return d }
+            let r = evaluate(p)
+            if let d = decide(r, sign: sign, zero: zero) { return d }
+            last = (mpfr_get_d(r.lo.v, MPFR_RNDN), mpfr_get_d(r.hi.v, MPFR_RNDN))
         }
-        fatalError("Certified.round: no decision at \(precisions.last!) bits (an unrecognised exact boundary value)")
+        fatalError("Certified.round: no decision at \(precisions.last!) bits between \(last.0) and \(last.1) (an unrecognised exact boundary value)")
     }
 
     /// MPFR's exponent range is per thread: make it the widest before every evaluation.
@@ -196,9 +203,11 @@ public enum Certified {
         // Both ends round to zero: the sign is that of the exact value.
         if mpfr_sgn(r.lo.v) > 0 { return 0 }
         if mpfr_sgn(r.hi.v) < 0 { return -0.0 }
-        let sign = hint()
-        if sign == .plus && mpfr_sgn(r.lo.v) >= 0 { return 0 }
-        if sign == .minus && mpfr_sgn(r.hi.v) <= 0 { return -0.0 }
-        return nil
+        // Every real in [lo, hi] rounds to a zero: the sign of the exact value decides which.
+        switch hint() {
+        case .plus?: return 0
+        case .minus?: return -0.0
+        case nil: return nil
+        }
     }
 }

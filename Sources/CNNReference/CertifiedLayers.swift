@@ -68,7 +68,8 @@ enum CertifiedElementwise {
 
     /// dy·σ(z)·(1 + z·σ(−z)) with z = βx exactly, or nil for non-finite operands.
     static func swishGradient(_ x: Double, beta: Double, _ g: Double) -> Double? {
-        guard x.isFinite && beta.isFinite && g.isFinite else { return nil }
+        guard x.isFinite && beta.isFinite else { return nil }
+        if g.isNaN { return g }
         func factor(_ p: Int) -> Interval {
             let z = Interval.product(beta, x, precision: p)
             return iv(1, p) + z * (-z).logistic
@@ -76,6 +77,7 @@ enum CertifiedElementwise {
         // 1 + z·σ(−z) is never 0 for a rational z ≠ 0 (σ(−z) = −1/z would make e^z rational).
         let f = Certified.round(factor)
         if g == 0 { return signedZero((g.sign == .minus) != (f.sign == .minus)) }
+        if g.isInfinite { return g * f }                 // σ(z) > 0 and f ≠ 0
         return Certified.round(sign: { (g < 0) != (f < 0) ? .minus : .plus }) { p in
             let z = Interval.product(beta, x, precision: p)
             return iv(g, p) * z.logistic * factor(p)
@@ -98,7 +100,27 @@ enum CertifiedElementwise {
         }
         if signs.isEmpty { return 0 }
         let terms = groups.map { ($0.key, $0.value) }
-        return Certified.round(sign: { signs.count == 1 ? signs.first : nil }) { p in
+        // The sign when the sum is too small even for MPFR's exponent range (|βx| > 3e18):
+        // σ(z)σ(−z) = e^−|z|/(1 + e^−|z|)², so factor out e^−|z*| of the smallest |z*|.
+        func sign() -> FloatingPointSign? {
+            if signs.count == 1 { return signs.first }
+            let live = terms.filter { t in CorrectlyRounded.sum { acc in for g in t.1 { acc.add(g) } } != 0 }
+            let nearest = live.map { $0.0 }.min()!
+            return Certified.round { p in
+                var total = iv(0, p)
+                let zStar = Interval.product(beta.magnitude, nearest, precision: p)
+                for (v, gs) in live {
+                    var gsum = iv(0, p)
+                    for g in gs { gsum = gsum + iv(g, p) }
+                    let z = Interval.product(beta.magnitude, v, precision: p)
+                    let tail = (-z).exp
+                    let denominator = (iv(1, p) + tail) * (iv(1, p) + tail)
+                    total = total + gsum * Interval.product(v, v, precision: p) * (zStar - z).exp / denominator
+                }
+                return total
+            }.sign
+        }
+        return Certified.round(sign: sign) { p in
             var total = iv(0, p)
             for (v, gs) in terms {
                 var gsum = iv(0, p)
@@ -213,13 +235,28 @@ final class CertifiedSlice {
             dots[p] = d
             return d
         }
-        func difference(_ k: Int) -> Double {   // dy_k − dot, never exactly 0 here
-            Certified.round { p in Interval(dy[k], precision: p) - dot(p) }
+        /// The sign of dy_k − dot = (1/S)·Σ_g e^(v_g − m)·c_g, c_g = n_g·dy_k − D_g (never 0
+        /// here): e^(v* − m) factored out, v* the largest v_g with c_g ≠ 0, so the sum is
+        /// certain even when e^(v* − m) is beyond MPFR's exponent range.
+        func differenceSign(_ k: Int) -> FloatingPointSign {
+            let live = members.filter { g in
+                CorrectlyRounded.sum { acc in acc.add(dy[k], times: Double(g.count)); for j in g { acc.add(-dy[j]) } } != 0
+            }
+            let top = live.map { x[$0[0]] }.max()!
+            return Certified.round { p in
+                var total = Interval(0, precision: p)
+                for g in live {
+                    var c = Interval.product(dy[k], Double(g.count), precision: p)
+                    for j in g { c = c - Interval(dy[j], precision: p) }
+                    total = total + c * (Interval(x[g[0]], precision: p) - Interval(top, precision: p)).exp
+                }
+                return total
+            }.sign
         }
         return (0..<n).map { k in
             if exactlyZero(k) { return 0 }
-            if x[k] == -.infinity { return signedZero(difference(k) < 0) }
-            return Certified.round(sign: { difference(k).sign }) { p in
+            if x[k] == -.infinity { return signedZero(differenceSign(k) == .minus) }
+            return Certified.round(sign: { differenceSign(k) }) { p in
                 let l = level(p)
                 return l.e[k]! / l.total * (Interval(dy[k], precision: p) - dot(p))
             }
@@ -231,7 +268,7 @@ final class CertifiedSlice {
         let n = x.count
         let t = CorrectlyRounded.sum { acc in for g in dy { acc.add(g) } }   // 0 iff Σ dy = 0 exactly
         return (0..<n).map { k in
-            if t == 0 || x[k] == -.infinity { return dy[k] - 0 * t }
+            if t == 0 || x[k] == -.infinity { return dy[k] - signedZero(t.sign == .minus) }   // dy_k − 0·T
             if allEqual {
                 // p_k = 1/n: (n·dy_k − Σ dy)/n.
                 let nf = Double(finiteCount)
@@ -240,7 +277,8 @@ final class CertifiedSlice {
                     for g in dy { acc.add(-g) }
                 }
             }
-            return Certified.round(sign: { dy[k] != 0 ? dy[k].sign : (t > 0 ? .minus : .plus) }) { p in
+            // The sign is certain only for dy_k = 0 (then −sign(T)); otherwise refine.
+            return Certified.round(sign: { dy[k] != 0 ? nil : (t > 0 ? .minus : .plus) }) { p in
                 let l = level(p)
                 var total = Interval(0, precision: p)
                 for g in dy { total = total + Interval(g, precision: p) }
@@ -267,6 +305,14 @@ enum CertifiedLosses {
     /// dy·(p_j − [j = y])/N for one valid row and a finite upstream, p_y − 1 as −Σ_{j≠y} p_j.
     static func crossEntropyGradient(_ row: CertifiedSlice, label y: Int, upstream dy: Double, divisor: Double) -> [Double] {
         let c = row.x.count
+        if dy.isNaN { return [Double](repeating: .nan, count: c) }
+        if dy.isInfinite {
+            // ∞ times p_j > 0 (or −Σ_{j≠y} p_j < 0); ∞·0 = NaN where that factor is exactly 0.
+            let othersZero = (0..<c).allSatisfy { $0 == y || row.x[$0] == -.infinity }
+            return (0..<c).map { j in
+                j == y ? (othersZero ? .nan : -dy) : (row.x[j] == -.infinity ? .nan : dy)
+            }
+        }
         return (0..<c).map { j in
             if dy == 0 { return signedZero((dy.sign == .minus) != (j == y)) }
             if row.x[j] == -.infinity && j != y { return signedZero(dy < 0) }

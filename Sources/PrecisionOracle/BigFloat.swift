@@ -61,8 +61,21 @@ final class BigFloat {
 extension BigFloat {
     static var zero: BigFloat { BigFloat(0) }
     static var one: BigFloat { BigFloat(1) }
-    /// σ(x) = 1/(1 + e^−x).
-    var logistic: BigFloat { .one / (.one + (-self).exp) }
+    /// σ(x) = 1/(1 + e^−x), never 0 for a finite x.
+    var logistic: BigFloat { (.one / (.one + (-self).exp)).positiveIfFinite(self) }
+    /// e^x, never 0 for a finite x.
+    var positiveExp: BigFloat { exp.positiveIfFinite(self) }
+
+    /// A positive value of a finite argument that underflowed even MPFR's exponent range
+    /// (e^−1e300) becomes the least positive MPFR number: times any double it still rounds
+    /// to a zero of the right sign, and ∞ times it is ∞, not NaN.
+    func positiveIfFinite(_ argument: BigFloat) -> BigFloat {
+        guard isZero && mpfr_number_p(argument.value) != 0 else { return self }
+        let r = BigFloat()
+        mpfr_set_zero(r.value, 1)
+        mpfr_nextabove(r.value)
+        return r
+    }
     var log1p: BigFloat { Self.unary(self, mpfr_log1p) }
     var cosh: BigFloat { Self.unary(self, mpfr_cosh) }
     var isZero: Bool { mpfr_zero_p(value) != 0 }

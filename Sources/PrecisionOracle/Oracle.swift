@@ -28,15 +28,39 @@ public enum Oracle {
         for (_, value) in c.config { if case .number(let s) = value, let v = Double(s) { note(v) } }
         let span = top == Int.min ? 0 : top - bottom
         let count = c.inputs.reduce(0) { $0 + $1.tensor.count }
-        let exact = 3 * span + 128 + count.bitWidth - count.leadingZeroBitCount
+        var exact = 3 * span + 128 + count.bitWidth - count.leadingZeroBitCount
+        // A logit gap g puts terms of relative size e^−g beside the maximum's: 1.45·g more bits
+        // let a value within e^−g of a midpoint round the right way.
+        if ["softmax", "log_softmax", "softmax_cross_entropy"].contains(c.layer), let t = c.inputs.first?.tensor {
+            let finite = t.scalars.filter(\.isFinite)
+            if let hi = finite.max(), let lo = finite.min() { exact += Int(min(1.45 * (hi - lo), 60_000)) }
+        }
         return mpfr_prec_t(max(exact, transcendental.contains(c.layer) ? 1024 : 0, 128))
     }
 
     /// The true outputs and gradients of a case, by tensor name, in the case's order.
+    ///
+    /// Sums of products are exact at `bits(c)`. A transcendental layer's value can still
+    /// lose digits to cancellation (dy_k − Σ p_j·dy_j with upstreams of 1e300 and a result
+    /// of 1e-300): it is evaluated again at twice the precision, and again, until every
+    /// value rounds to the same double twice in a row (up to 64 times `bits(c)`).
     static func evaluate(_ c: Case) -> (outputs: [(String, Values)], gradients: [(String, Values)]) {
         mpfr_set_emin(mpfr_get_emin_min())
         mpfr_set_emax(mpfr_get_emax_max())
-        return BigFloat.$bits.withValue(bits(c)) { evaluateAtPrecision(c) }
+        var p = bits(c)
+        var result = BigFloat.$bits.withValue(p) { evaluateAtPrecision(c) }
+        guard transcendental.contains(c.layer) else { return result }
+        func rounded(_ r: (outputs: [(String, Values)], gradients: [(String, Values)])) -> [UInt64] {
+            (r.outputs + r.gradients).flatMap { $0.1.map { $0.isNaN ? 0x7FF8_0000_0000_0000 : $0.double.bitPattern } }
+        }
+        for _ in 0..<6 {
+            p *= 2
+            let next = BigFloat.$bits.withValue(p) { evaluateAtPrecision(c) }
+            let stable = rounded(next) == rounded(result)
+            result = next
+            if stable { break }
+        }
+        return result
     }
 
     static func evaluateAtPrecision(_ c: Case) -> (outputs: [(String, Values)], gradients: [(String, Values)]) {
@@ -140,12 +164,12 @@ public enum Oracle {
                     y.append(v > 0 ? xv : slope * xv); dx.append(v > 0 ? dy[i] : slope * dy[i])
                 case "elu":
                     let alpha = BigFloat(double("alpha"))
-                    y.append(v > 0 ? xv : alpha * xv.expm1); dx.append(v > 0 ? dy[i] : dy[i] * alpha * xv.exp)
+                    y.append(v > 0 ? xv : alpha * xv.expm1); dx.append(v > 0 ? dy[i] : dy[i] * alpha * xv.positiveExp)
                 case "sigmoid":
                     y.append(xv.logistic); dx.append(dy[i] * xv.logistic * (-xv).logistic)
                 default:
                     let ch = xv.cosh
-                    y.append(xv.tanh); dx.append(dy[i] / (ch * ch))
+                    y.append(xv.tanh); dx.append(dy[i] * (.one / (ch * ch)).positiveIfFinite(xv))
                 }
             }
             return ([("y", y)], [("x", dx)])
@@ -170,15 +194,17 @@ public enum Oracle {
             // upstreams are added first (exactly, at this precision): a group whose
             // upstreams cancel contributes exactly 0.
             var upstreamByMagnitude: [Double: BigFloat] = [:]
+            var nan = beta.isNaN
             for (i, v) in x.enumerated() {
                 let xv = BigFloat(v), sg = (beta * xv).logistic, sgMinus = (-(beta * xv)).logistic
                 y.append(xv * sg)
                 dx.append(dy[i] * (sg + beta * xv * sg * sgMinus))
+                if !v.isFinite || dy[i].isNaN { nan = true; continue }   // x²·σσ′ = ∞·0 at ±∞
                 let group = upstreamByMagnitude[v.magnitude] ?? .zero
                 group.add(dy[i])
                 upstreamByMagnitude[v.magnitude] = group
             }
-            let dbeta = BigFloat.zero
+            let dbeta = nan ? BigFloat(.nan) : BigFloat.zero
             for magnitude in upstreamByMagnitude.keys.sorted() {
                 let xv = BigFloat(magnitude), z = beta * xv
                 dbeta.add(upstreamByMagnitude[magnitude]! * xv * xv * z.logistic * (-z).logistic)
@@ -234,19 +260,33 @@ public enum Oracle {
                 // dy_k − Σ_j p_j·dy_j = Σ_j p_j·(dy_k − dy_j) is 0 exactly iff, grouping the
                 // entries by equal finite logit, every group's mean upstream is dy_k
                 // (Lindemann–Weierstrass); the groups' means are compared exactly.
-                var groups: [Double: (count: Double, sum: BigFloat)] = [:]
+                var groups: [Double: (count: Double, sum: BigFloat, first: Int)] = [:]
                 for (k, i) in slice.enumerated() where values[k] != -.infinity {
-                    let g = groups[values[k]] ?? (0, .zero)
+                    let g = groups[values[k]] ?? (0, .zero, k)
                     g.sum.add(dy[i])
-                    groups[values[k]] = (g.count + 1, g.sum)
+                    groups[values[k]] = (g.count + 1, g.sum, g.first)
+                }
+                let anyNaN = slice.contains { dy[$0].isNaN }
+                /// Σ_g e^(v_g − m)·(n_g·dy_k − D_g) / S with every coefficient exact: no
+                /// cancellation beyond the true one (for slices up to 64 wide; wider slices
+                /// use dy_k − dot at the doubling precisions).
+                func groupedDifference(_ i: Int) -> BigFloat {
+                    let total2 = BigFloat.zero
+                    for g in groups.values.sorted(by: { $0.first < $1.first }) {
+                        let coefficient = BigFloat(g.count) * dy[i] - g.sum
+                        if !coefficient.isZero { total2.add(coefficient * exponentials[g.first]) }
+                    }
+                    return total2 / total
                 }
                 let means = groups.values.map { $0.sum / BigFloat($0.count) }
-                let uniform = means.allSatisfy { $0 == means[0] }
+                let uniform = means.allSatisfy { $0 == means[0] } && !slice.contains { dy[$0].isNaN }
                 let m = values.max()!
                 for (k, i) in slice.enumerated() {
                     if c.layer == "softmax" {
                         y[i] = probabilities[k]
-                        let difference = uniform && dy[i] == means[0] ? BigFloat.zero : dy[i] - dot
+                        let difference = anyNaN ? dy[i] - dot
+                            : uniform && dy[i] == means[0] ? BigFloat.zero
+                            : values.count <= 64 ? groupedDifference(i) : dy[i] - dot
                         dx[i] = probabilities[k] * difference
                     } else {
                         y[i] = BigFloat(values[k]) - BigFloat(m) - logTotal
@@ -315,7 +355,7 @@ public enum Oracle {
     static func shiftedExponentials(_ values: [Double]) -> (Values, BigFloat, BigFloat) {
         let m = values.max()!
         let first = values.firstIndex(of: m)!
-        let exponentials = values.map { (BigFloat($0) - BigFloat(m)).exp }
+        let exponentials = values.map { (BigFloat($0) - BigFloat(m)).positiveExp }
         let rest = BigFloat.zero
         for (j, e) in exponentials.enumerated() where j != first { rest.add(e) }
         return (exponentials, .one + rest, rest.log1p)
