@@ -26,7 +26,7 @@ let package = Package(
         // MARK: - Library
         .target(
             name: "CNNReference",
-            dependencies: [.product(name: "BigInt", package: "BigInt")]),
+            dependencies: ["CMPFR", .product(name: "BigInt", package: "BigInt")]),
         .target(name: "GradientCheck", dependencies: ["CNNReference", "CGSL"]),
         .target(name: "PrecisionOracle", dependencies: ["CNNReference", "CMPFR"]),
         .target(

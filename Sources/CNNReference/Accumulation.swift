@@ -151,7 +151,7 @@ public struct CorrectlyRounded: Accumulator {
         }
         // exact/k = q + (r − q·k + e + δ)/k with the remainder r − q·k exact (fma).
         let q = r / divisor
-        let remainder = (-q).addingProduct(divisor, r)
+        let remainder = r.addingProduct(-q, divisor)
         guard q.magnitude >= 0x1p-960 || q == 0 else { return nil }
         let rest = remainder + e
         let correction = rest / divisor

@@ -3,14 +3,15 @@ import Foundation
 // Elementwise nonlinearities. Each keeps its function and its derivative side
 // by side; at a kink the derivative is PyTorch's choice, stated per layer.
 
-/// The logistic function σ(x) = 1/(1 + e^−x), computed in double-double without
-/// overflow for any x and rounded once.
-public func logistic(_ x: Double) -> Double { DoubleDouble.logistic(DoubleDouble(x)).value }
+/// The logistic function σ(x) = 1/(1 + e^−x), correctly rounded (certified).
+public func logistic(_ x: Double) -> Double { CertifiedElementwise.sigmoid(x) }
 
-/// σ'(x) = σ(x)·σ(−x), which has no cancellation where σ(x)·(1 − σ(x)) has.
-public func logisticDerivative(_ x: Double) -> Double {
-    (DoubleDouble.logistic(DoubleDouble(x)) * DoubleDouble.logistic(DoubleDouble(-x))).value
-}
+/// σ'(x) = σ(x)·σ(−x), correctly rounded (certified).
+public func logisticDerivative(_ x: Double) -> Double { CertifiedElementwise.sigmoidGradient(x, 1) }
+
+/// True when a forward pass must be the reference (certified, correctly rounded) and
+/// not the gradient checker's fast double-double evaluation.
+@inline(__always) func certifies<A: Accumulator>(_: A.Type) -> Bool { A.self == CorrectlyRounded.self }
 
 /// ReLU: y = max(0, x), with relu(−0) = +0. Derivative 1 for x > 0, else 0
 /// (ReLU'(0) = 0, PyTorch's and JAX's choice).
@@ -104,77 +105,83 @@ public struct PReLU: ElementwiseLayer, PiecewiseSmooth {
     }
 }
 
-/// ELU: y = x for x > 0, α·(e^x − 1) for x ≤ 0 (e^x − 1 as expm1 in double-double,
-/// so small negative x keeps full precision). Derivative 1 for x > 0, α·e^x for
-/// x ≤ 0: at x = 0 the negative branch, α (PyTorch's choice). Each value is
-/// computed in double-double and rounded once.
+/// ELU: y = x for x > 0, α·(e^x − 1) for x ≤ 0 (ELU(−0) = α·(−0) = −0 for α > 0).
+/// Derivative 1 for x > 0, α·e^x for x ≤ 0: at x = 0 the negative branch, α (PyTorch's
+/// choice). Each value is certified correctly rounded (`Certified`); the gradient
+/// checker's forward passes use double-double.
 public struct ELU: ElementwiseLayer, PiecewiseSmooth {
     public static let id = "elu"
     public let alpha: Double
     public var parameters: [NamedTensor] = []
     public init(alpha: Double) { self.alpha = alpha }
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: x.scalars.map(value))
+        let exact = certifies(A.self)
+        return Tensor(shape: x.shape, scalars: x.scalars.map { x in
+            x > 0 ? x : exact ? CertifiedElementwise.elu(x, alpha: alpha) : fast(x)
+        })
     }
-    func value(_ x: Double) -> Double {
-        x > 0 ? x : (DoubleDouble(alpha) * DoubleDouble.expm1(DoubleDouble(x))).value
+    func fast(_ x: Double) -> Double {
+        x == 0 ? alpha * x : (DoubleDouble(alpha) * DoubleDouble.expm1(DoubleDouble(x))).value
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
-            x > 0 ? g : (DoubleDouble(g) * DoubleDouble(alpha) * DoubleDouble.exp(DoubleDouble(x))).value
+            x > 0 ? g : CertifiedElementwise.eluGradient(x, alpha: alpha, g)
         }))
     }
     public func activeSet(_ x: Tensor) -> [Int] { x.scalars.map { $0 > 0 ? 1 : 0 } }
     public func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: zip(x.scalars, piece).map { $1 == 1 ? $0 : (DoubleDouble(alpha) * DoubleDouble.expm1(DoubleDouble($0))).value })
+        Tensor(shape: x.shape, scalars: zip(x.scalars, piece).map { $1 == 1 ? $0 : fast($0) })
     }
 }
 
-/// Sigmoid: y = σ(x) = 1/(1 + e^−x); derivative σ(x)·σ(−x); each value computed in
-/// double-double and rounded once.
+/// Sigmoid: y = σ(x) = 1/(1 + e^−x); derivative σ(x)·σ(−x); each value certified
+/// correctly rounded (the gradient checker's forward passes use double-double).
 public struct Sigmoid: ElementwiseLayer {
     public static let id = "sigmoid"
     public var parameters: [NamedTensor] = []
     public init() {}
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: x.scalars.map(logistic))
+        let exact = certifies(A.self)
+        return Tensor(shape: x.shape, scalars: x.scalars.map { x in
+            exact ? CertifiedElementwise.sigmoid(x) : DoubleDouble.logistic(DoubleDouble(x)).value
+        })
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
-            (DoubleDouble(g) * DoubleDouble.logistic(DoubleDouble(x)) * DoubleDouble.logistic(DoubleDouble(-x))).value
+            CertifiedElementwise.sigmoidGradient(x, g)
         }))
     }
 }
 
 /// Tanh: y = tanh(x), as (e^2|x| − 1)/(e^2|x| + 1) in double-double (expm1 for
 /// |x| < ½, 1 − 2/(e^2|x| + 1) above); derivative 1 − tanh² = sech²(x), as 4e/(1 + e)²
-/// with e = e^−2|x|, which has no cancellation for large |x|. Rounded once.
+/// with e = e^−2|x|, which has no cancellation for large |x| (the gradient checker's
+/// fast path). The reference values are certified correctly rounded: tanh(±0) = ±0,
+/// dy·sech²(x) without overflow or underflow of any intermediate.
 public struct Tanh: ElementwiseLayer {
     public static let id = "tanh"
     public var parameters: [NamedTensor] = []
     public init() {}
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: x.scalars.map { x in
+        if certifies(A.self) { return Tensor(shape: x.shape, scalars: x.scalars.map(CertifiedElementwise.tanh)) }
+        return Tensor(shape: x.shape, scalars: x.scalars.map { x in
             let a = DoubleDouble(2 * x.magnitude)
             let one = DoubleDouble(1), two = DoubleDouble(2)
             let t = x.magnitude < 0.5 ? DoubleDouble.expm1(a) / (DoubleDouble.expm1(a) + two)
                                       : one - two / (DoubleDouble.exp(a) + one)
-            return x.isNaN ? x : (x < 0 ? -t.value : t.value)
+            return x.isNaN || x == 0 ? x : (x < 0 ? -t.value : t.value)
         })
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
-        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
-            let e = DoubleDouble.exp(DoubleDouble(-2 * x.magnitude))
-            let onePlus = DoubleDouble(1) + e
-            return (DoubleDouble(g) * DoubleDouble(4) * e / (onePlus * onePlus)).value
-        }))
+        Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map(CertifiedElementwise.tanhGradient)))
     }
 }
 
 /// Swish: y = x·σ(βx) with a learnable β (`beta` [1]); β = 1 is SiLU.
 /// dy/dx = σ(βx)·(1 + βx·σ(−βx)); dL/dβ = Σ dy·x²·σ(βx)·σ(−βx), summed in
 /// double-double over all elements. βx is formed exactly; every value is
-/// computed in double-double and rounded once.
+/// certified correctly rounded, dL/dβ included (an exact 0, such as ±x with
+/// upstreams ±d, is +0); non-finite operands go through double-double (IEEE).
 public struct Swish: ElementwiseLayer {
     public static let id = "swish"
     public var parameters: [NamedTensor]
@@ -188,8 +195,10 @@ public struct Swish: ElementwiseLayer {
         return s
     }
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
-        Tensor(shape: x.shape, scalars: x.scalars.map { x in
-            (DoubleDouble(x) * DoubleDouble.logistic(DoubleDouble.product(beta, x))).value
+        let exact = certifies(A.self), b = beta
+        return Tensor(shape: x.shape, scalars: x.scalars.map { x in
+            (exact ? CertifiedElementwise.swish(x, beta: b) : nil)
+                ?? (DoubleDouble(x) * DoubleDouble.logistic(DoubleDouble.product(b, x))).value
         })
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
@@ -199,9 +208,11 @@ public struct Swish: ElementwiseLayer {
             let z = DoubleDouble.product(b, x)          // βx exactly
             let s = DoubleDouble.logistic(z), sMinus = DoubleDouble.logistic(-z)
             dbeta.add(DoubleDouble(g) * DoubleDouble.product(x, x) * s * sMinus)
-            return (DoubleDouble(g) * s * (DoubleDouble(1) + z * sMinus)).value
+            return CertifiedElementwise.swishGradient(x, beta: b, g)
+                ?? (DoubleDouble(g) * s * (DoubleDouble(1) + z * sMinus)).value
         }
+        let db = CertifiedElementwise.swishBetaGradient(x.scalars, beta: b, dy.scalars) ?? dbeta.total.value
         return Gradients(input: Tensor(shape: x.shape, scalars: dx),
-                         parameters: [Tensor(shape: [1], scalars: [dbeta.total.value])])
+                         parameters: [Tensor(shape: [1], scalars: [db])])
     }
 }

@@ -21,8 +21,9 @@ func checkScoresAndLabels(_ s: [Int], _ labels: [Int]) throws(CaseError) {
 ///
 /// L_i = log Σ_j e^(s_j − m) − (s_y − m) with m the row maximum, the gradient
 /// (p_ij − [j = y_i])/N (mean) or without /N (sum), p_y − 1 written as
-/// −Σ_{j≠y} p_j to avoid cancellation, scaled by the upstream scalar. Everything
-/// is computed in double-double and rounded once.
+/// −Σ_{j≠y} p_j to avoid cancellation, times the upstream scalar. Every value is
+/// certified correctly rounded (log S as log1p of the terms beside the maximum); the
+/// gradient checker's forward passes use double-double.
 public struct SoftmaxCrossEntropy: Layer {
     public static let id = "softmax_cross_entropy"
     public let labels: [Int]
@@ -47,6 +48,16 @@ public struct SoftmaxCrossEntropy: Layer {
     }
 
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        if certifies(A.self) {
+            let (n, c) = (x.shape[0], x.shape[1])
+            var slices: [CertifiedSlice] = []
+            for i in 0..<n {
+                guard let s = CertifiedSlice(Array(x.scalars[i * c..<(i + 1) * c])) else { return Tensor(scalar: .nan) }
+                slices.append(s)
+            }
+            return Tensor(scalar: CertifiedLosses.crossEntropy(slices, labels: labels,
+                                                               divisor: reduction == .mean ? Double(n) : 1))
+        }
         var total = DoubleDoubleSum()
         for (i, row) in rows(x).enumerated() {
             guard let row else { return Tensor(scalar: .nan) }
@@ -63,6 +74,13 @@ public struct SoftmaxCrossEntropy: Layer {
         for (i, row) in rows(x).enumerated() {
             guard let row else {
                 for j in 0..<c { dx[i * c + j] = .nan }
+                continue
+            }
+            do {
+                let g = CertifiedLosses.crossEntropyGradient(CertifiedSlice(Array(x.scalars[i * c..<(i + 1) * c]))!,
+                                                             label: labels[i], upstream: dy[0],
+                                                             divisor: reduction == .mean ? Double(x.shape[0]) : 1)
+                for j in 0..<c { dx[i * c + j] = g[j] }
                 continue
             }
             var others = DoubleDoubleSum()
@@ -84,8 +102,10 @@ public struct SoftmaxCrossEntropy: Layer {
 /// A term is active when s_j − s_y + margin > 0 exactly (judged on the exact
 /// value, not a rounded one); at exactly 0 it contributes nothing and its
 /// gradient is 0 (PyTorch's choice). The loss is one correctly rounded sum of
-/// all active terms. Gradient: +1 for each active j, −(number of active terms)
-/// for y_i, divided by N for the mean, scaled by the upstream scalar.
+/// all active terms; a term that is NaN (a NaN score, or ∞ − ∞) makes the loss NaN
+/// and the gradient of its two scores NaN. Gradient: dy·k/N correctly rounded (one
+/// rounding), k = +1 for each active j, −(number of active terms) for y_i (−0 when
+/// none), +0 for an inactive j; a zero follows IEEE's sign rule for the product.
 public struct MulticlassHinge: Layer, PiecewiseSmooth {
     public static let id = "multiclass_hinge"
     public let labels: [Int]
@@ -126,9 +146,19 @@ public struct MulticlassHinge: Layer, PiecewiseSmooth {
         forward(x, piece: activeSet(x), accumulator: A.self)
     }
 
-    /// The sum of the terms `piece` marks active (whatever their sign).
+    /// Whether the term (i, j) is NaN (a NaN score, or ∞ − ∞).
+    func termIsNaN(_ x: Tensor, _ i: Int, _ j: Int, _ c: Int) -> Bool {
+        let (a, b) = (x[i * c + j], x[i * c + labels[i]])
+        return a.isNaN || b.isNaN || (a.isInfinite && b.isInfinite && a.sign == b.sign) || (margin.isNaN)
+            || (margin.isInfinite && (a - b).isInfinite && (a - b).sign != margin.sign)
+    }
+
+    /// The sum of the terms `piece` marks active (whatever their sign); NaN when a term is NaN.
     public func forward(_ x: Tensor, piece active: [Int], accumulator A: (some Accumulator).Type) -> Tensor {
         let (n, c) = (x.shape[0], x.shape[1])
+        for i in 0..<n {
+            for j in 0..<c where j != labels[i] && termIsNaN(x, i, j, c) { return Tensor(scalar: .nan) }
+        }
         let total = A.sum(dividedBy: reduction == .mean ? Double(n) : 1) { acc in
             for t in 0..<(n * c) where active[t] == 1 {
                 let i = t / c
@@ -143,13 +173,26 @@ public struct MulticlassHinge: Layer, PiecewiseSmooth {
         let scale = reduction == .mean ? Double(n) : 1
         let active = activeSet(x)
         var dx = [Double](repeating: 0, count: n * c)
+        let g = dy[0]
+        /// dy·k/N rounded once.
+        func value(_ k: Double) -> Double {
+            if k == 0 || g == 0 || !g.isFinite { return k * g / scale }
+            return CorrectlyRounded.sum(dividedBy: scale) { $0.add(g, times: k) }
+        }
         for i in 0..<n {
-            var count = 0
-            for j in 0..<c where active[i * c + j] == 1 {
-                dx[i * c + j] = 1 / scale * dy[0]
-                count += 1
+            var count = 0.0, nan = false
+            for j in 0..<c where j != labels[i] {
+                if termIsNaN(x, i, j, c) {
+                    dx[i * c + j] = .nan
+                    nan = true
+                } else if active[i * c + j] == 1 {
+                    dx[i * c + j] = value(1)
+                    count += 1
+                } else {
+                    dx[i * c + j] = value(0)
+                }
             }
-            dx[i * c + labels[i]] = -Double(count) / scale * dy[0]
+            dx[i * c + labels[i]] = nan ? .nan : value(-count)
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))
     }

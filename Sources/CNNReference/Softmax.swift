@@ -65,7 +65,8 @@ struct ShiftedExponentials {
 /// Softmax along `axis`: y_k = e^(x_k − m) / Σ_j e^(x_j − m) with m the slice
 /// maximum (so no overflow for logits near ±1000; −∞ entries give 0; a slice
 /// that is all −∞ or holds +∞ gives NaN, as PyTorch). Backward: dx_k = y_k·(dy_k −
-/// Σ_j dy_j·y_j). Every value is computed in double-double and rounded once.
+/// Σ_j dy_j·y_j). Every value is certified correctly rounded (`Certified`): a uniform
+/// upstream gives exactly 0. The gradient checker's forward passes use double-double.
 public struct Softmax: AlongAxis {
     public static let id = "softmax"
     public let axis: Int
@@ -74,7 +75,13 @@ public struct Softmax: AlongAxis {
 
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
+        let exact = certifies(A.self)
         for slice in slices(x.shape) {
+            if exact {
+                let s = CertifiedSlice(slice.map { x[$0] })
+                for (k, i) in slice.enumerated() { y[i] = s?.probability(k) ?? .nan }
+                continue
+            }
             let e = ShiftedExponentials(slice.map { x[$0] })
             for (k, i) in slice.enumerated() { y[i] = e?.probability(k).value ?? .nan }
         }
@@ -88,6 +95,12 @@ public struct Softmax: AlongAxis {
                 for i in slice { dx[i] = .nan }
                 continue
             }
+            let g = slice.map { dy[$0] }
+            if g.allSatisfy(\.isFinite) {
+                let d = CertifiedSlice(slice.map { x[$0] })!.softmaxGradient(g)
+                for (k, i) in slice.enumerated() { dx[i] = d[k] }
+                continue
+            }
             let p = slice.indices.map(e.probability)
             var dot = DoubleDoubleSum()
             for (k, i) in slice.enumerated() { dot.add(DoubleDouble(dy[i]) * p[k]) }
@@ -98,8 +111,9 @@ public struct Softmax: AlongAxis {
 }
 
 /// Log-softmax along `axis`: y_k = (x_k − m) − log Σ_j e^(x_j − m). Backward:
-/// dx_k = dy_k − e^(y_k)·Σ_j dy_j. Every value is computed in double-double and
-/// rounded once.
+/// dx_k = dy_k − e^(y_k)·Σ_j dy_j. Every value is certified correctly rounded (log S
+/// as log1p of the terms beside the maximum, so log S near 1e-300 keeps every digit;
+/// Σ dy = 0 exactly gives dx = dy). The gradient checker's forward passes use double-double.
 public struct LogSoftmax: AlongAxis {
     public static let id = "log_softmax"
     public let axis: Int
@@ -108,7 +122,13 @@ public struct LogSoftmax: AlongAxis {
 
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         var y = x.scalars
+        let exact = certifies(A.self)
         for slice in slices(x.shape) {
+            if exact {
+                let s = CertifiedSlice(slice.map { x[$0] })
+                for (k, i) in slice.enumerated() { y[i] = s?.logProbability(k) ?? .nan }
+                continue
+            }
             let e = ShiftedExponentials(slice.map { x[$0] })
             let logTotal = e.map { DoubleDouble.log($0.total) }
             for (k, i) in slice.enumerated() { y[i] = e.map { ($0.shifted[k] - logTotal!).value } ?? .nan }
@@ -121,6 +141,12 @@ public struct LogSoftmax: AlongAxis {
         for slice in slices(x.shape) {
             guard let e = ShiftedExponentials(slice.map { x[$0] }) else {
                 for i in slice { dx[i] = .nan }
+                continue
+            }
+            let g = slice.map { dy[$0] }
+            if g.allSatisfy(\.isFinite) {
+                let d = CertifiedSlice(slice.map { x[$0] })!.logSoftmaxGradient(g)
+                for (k, i) in slice.enumerated() { dx[i] = d[k] }
                 continue
             }
             var total = DoubleDoubleSum()

@@ -170,26 +170,26 @@ extension Catalogue {
         }
         addExact(SoftmaxCrossEntropy.id, "gaps-beyond-708", Self.describe(SoftmaxCrossEntropy.id, "Logits 708 to 1000 below the maximum, labels on a deep and on a top logit"),
                  kind: .exactFloat32, tags: probe + ["edge"], config: [("reduction", .string("sum"))], labels: [3, 2], [named("scores", deep)])
-        // Every elementwise layer far from 0: 20 < |x| < 160, where derivative formulas lose
-        // digits. (Up to 745 needs the certified edge rounding of the transcendental kernels
-        // and an oracle sized to the inputs: beyond |x| ≈ 170 neither is exact yet.)
+        // Every elementwise layer far from 0: 20 < |x| < 745, where derivative formulas lose
+        // digits and σ′, tanh′, e^x become subnormal (the transcendental kernels certify the
+        // rounding there, and the oracle uses the accurate forms at a sized precision).
         for kind in [ValueKind.fullDouble, .exactFloat32] {
             let range = { (r: SeededRandom) -> [NamedTensor] in
-                let v = (0..<64).map { _ in r.sign() * exp(log(20.0) + r.unit() * (log(160.0) - log(20.0))) }
+                let v = (0..<64).map { _ in r.sign() * exp(log(20.0) + r.unit() * (log(745.0) - log(20.0))) }
                 return [named("x", t([64], kind == .fullDouble ? v : v.map { Double(Float($0)) }))]
             }
-            let what = "64 values with 20 < |x| < 160, log-uniform: saturated outputs, derivatives down to e^-160"
+            let what = "64 values with 20 < |x| < 745, log-uniform: saturated outputs, derivatives down to e^-745 (subnormal)"
             for layer in [ReLU.id, Sigmoid.id, Tanh.id] {
-                add(layer, "range-20-160-\(kind.short)", Self.describe(layer, what), kind: kind, tags: probe, range)
+                add(layer, "range-20-745-\(kind.short)", Self.describe(layer, what), kind: kind, tags: probe, range)
             }
-            add(LeakyReLU.id, "range-20-160-\(kind.short)", Self.describe(LeakyReLU.id, what + ", slope 0.01"),
+            add(LeakyReLU.id, "range-20-745-\(kind.short)", Self.describe(LeakyReLU.id, what + ", slope 0.01"),
                 kind: kind, tags: probe, config: [("slope", num(0.01))], range)
-            add(ELU.id, "range-20-160-\(kind.short)", Self.describe(ELU.id, what + ", alpha 1"),
+            add(ELU.id, "range-20-745-\(kind.short)", Self.describe(ELU.id, what + ", alpha 1"),
                 kind: kind, tags: probe, config: [("alpha", num(1))], range)
-            add(Swish.id, "range-20-160-\(kind.short)", Self.describe(Swish.id, what + ", beta 1"), kind: kind, tags: probe) { r in
+            add(Swish.id, "range-20-745-\(kind.short)", Self.describe(Swish.id, what + ", beta 1"), kind: kind, tags: probe) { r in
                 range(r) + [named("beta", t([1], [1]))]
             }
-            add(PReLU.id, "range-20-160-\(kind.short)", Self.describe(PReLU.id, what + ", one shared slope 0.25"), kind: kind, tags: probe) { r in
+            add(PReLU.id, "range-20-745-\(kind.short)", Self.describe(PReLU.id, what + ", one shared slope 0.25"), kind: kind, tags: probe) { r in
                 range(r) + [named("slope", t([1], [0.25]))]
             }
         }

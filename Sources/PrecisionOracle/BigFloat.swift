@@ -1,11 +1,12 @@
 import CMPFR
 
 /// A multiple-precision binary float (MPFR), rounded to nearest after every
-/// operation. The oracle works at 512 bits: a sum of n products of doubles is
-/// then off its exact value by at most n·2⁻⁵¹²·Σ|terms|, far below half an ulp
-/// of any double in the catalogue.
+/// operation, at the precision the oracle sizes to each case (`Oracle.bits`):
+/// enough that every sum of products of the case's doubles is exact, and at least
+/// 1,024 bits for the transcendental layers.
 final class BigFloat {
-    static let precision: mpfr_prec_t = 512
+    @TaskLocal static var bits: mpfr_prec_t = 512
+    static var precision: mpfr_prec_t { bits }
     /// MPFR writes results in place, often into an operand: a stable pointer, not a Swift property.
     let value = UnsafeMutablePointer<__mpfr_struct>.allocate(capacity: 1)
 
@@ -60,8 +61,33 @@ final class BigFloat {
 extension BigFloat {
     static var zero: BigFloat { BigFloat(0) }
     static var one: BigFloat { BigFloat(1) }
-    /// σ(x) = 1/(1 + e^−x).
-    var logistic: BigFloat { .one / (.one + (-self).exp) }
+    /// σ(x) = 1/(1 + e^−x), never 0 for a finite x.
+    var logistic: BigFloat { (.one / (.one + (-self).exp)).positiveIfFinite(self) }
+    /// e^x, never 0 for a finite x.
+    var positiveExp: BigFloat { exp.positiveIfFinite(self) }
+
+    /// A positive value of a finite argument that underflowed even MPFR's exponent range
+    /// (e^−1e300) becomes the least positive MPFR number: times any double it still rounds
+    /// to a zero of the right sign, and ∞ times it is ∞, not NaN.
+    func positiveIfFinite(_ argument: BigFloat) -> BigFloat {
+        guard isZero && mpfr_number_p(argument.value) != 0 else { return self }
+        let r = BigFloat()
+        mpfr_set_zero(r.value, 1)
+        mpfr_nextabove(r.value)
+        return r
+    }
+    var log1p: BigFloat { Self.unary(self, mpfr_log1p) }
+    var cosh: BigFloat { Self.unary(self, mpfr_cosh) }
+    var isZero: Bool { mpfr_zero_p(value) != 0 }
+    static func == (a: BigFloat, b: BigFloat) -> Bool { mpfr_equal_p(a.value, b.value) != 0 }
+}
+
+/// Whether `ours` is the correctly rounded value of `truth`: the same bits as
+/// `truth` rounded to nearest (ties to even, gradual underflow, overflow to ±∞),
+/// ±0 told apart; any NaN matches a NaN.
+func isCorrectlyRounded(_ ours: Double, _ truth: BigFloat) -> Bool {
+    if truth.isNaN { return ours.isNaN }
+    return truth.double.bitPattern == ours.bitPattern
 }
 
 /// The error of `ours` in units in the last place of the true value `truth`:

@@ -1,9 +1,12 @@
+import CMPFR
 import CNNReference
 
-/// An independent evaluation of every layer at 512 bits with MPFR, written from
-/// the mathematical definitions as plain loops (scatter where the kernels
-/// gather), sharing no code with the `Double` kernels. Each value is rounded to
-/// `Double` only when it is compared.
+/// An independent evaluation of every layer with MPFR, written from the mathematical
+/// definitions as plain loops (scatter where the kernels gather), sharing no code
+/// with the `Double` kernels, in the accurate forms (σ(x)σ(−x), 1/cosh², −Σ_{j≠y} p_j,
+/// log1p of the terms beside the maximum), at a precision sized to the case's inputs
+/// (`bits`) and MPFR's widest exponent range. Each value is rounded to `Double` only
+/// when it is compared.
 public enum Oracle {
     typealias Values = [BigFloat]
 
@@ -16,8 +19,60 @@ public enum Oracle {
         return first < end ? first..<end : 0..<0
     }
 
+    static let transcendental: Set<String> = ["sigmoid", "tanh", "elu", "swish", "softmax", "log_softmax", "softmax_cross_entropy"]
+
+    /// The precision for a case: every product of up to three of its doubles and every
+    /// sum of them is exact (3·(largest exponent − smallest ulp exponent) + 128 bits),
+    /// and at least 1,024 bits for a transcendental layer, whose values are then off by
+    /// less than 2⁻¹⁰⁰⁰ relative.
+    static func bits(_ c: Case) -> mpfr_prec_t {
+        var top = Int.min, bottom = Int.max
+        func note(_ v: Double) {
+            guard v.isFinite && v != 0 else { return }
+            top = max(top, Int(v.exponent) + 1)
+            bottom = min(bottom, Int(v.exponent) - Int(v.significandWidth))
+        }
+        for t in c.inputs { t.tensor.scalars.forEach(note) }
+        c.upstream?.scalars.forEach(note)
+        for (_, value) in c.config { if case .number(let s) = value, let v = Double(s) { note(v) } }
+        let span = top == Int.min ? 0 : top - bottom
+        let count = c.inputs.reduce(0) { $0 + $1.tensor.count }
+        var exact = 3 * span + 128 + count.bitWidth - count.leadingZeroBitCount
+        // A logit gap g puts terms of relative size e^−g beside the maximum's: 1.45·g more bits
+        // let a value within e^−g of a midpoint round the right way.
+        if ["softmax", "log_softmax", "softmax_cross_entropy"].contains(c.layer), let t = c.inputs.first?.tensor {
+            let finite = t.scalars.filter(\.isFinite)
+            if let hi = finite.max(), let lo = finite.min() { exact += Int(min(1.45 * (hi - lo), 60_000)) }
+        }
+        return mpfr_prec_t(max(exact, transcendental.contains(c.layer) ? 1024 : 0, 128))
+    }
+
     /// The true outputs and gradients of a case, by tensor name, in the case's order.
+    ///
+    /// Sums of products are exact at `bits(c)`. A transcendental layer's value can still
+    /// lose digits to cancellation (dy_k − Σ p_j·dy_j with upstreams of 1e300 and a result
+    /// of 1e-300): it is evaluated again at twice the precision, and again, until every
+    /// value rounds to the same double twice in a row (up to 64 times `bits(c)`).
     static func evaluate(_ c: Case) -> (outputs: [(String, Values)], gradients: [(String, Values)]) {
+        mpfr_set_emin(mpfr_get_emin_min())
+        mpfr_set_emax(mpfr_get_emax_max())
+        var p = bits(c)
+        var result = BigFloat.$bits.withValue(p) { evaluateAtPrecision(c) }
+        guard transcendental.contains(c.layer) else { return result }
+        func rounded(_ r: (outputs: [(String, Values)], gradients: [(String, Values)])) -> [UInt64] {
+            (r.outputs + r.gradients).flatMap { $0.1.map { $0.isNaN ? 0x7FF8_0000_0000_0000 : $0.double.bitPattern } }
+        }
+        for _ in 0..<6 {
+            p *= 2
+            let next = BigFloat.$bits.withValue(p) { evaluateAtPrecision(c) }
+            let stable = rounded(next) == rounded(result)
+            result = next
+            if stable { break }
+        }
+        return result
+    }
+
+    static func evaluateAtPrecision(_ c: Case) -> (outputs: [(String, Values)], gradients: [(String, Values)]) {
         func input(_ name: String) -> [Double] { c.input(name)?.scalars ?? [] }
         func shape(_ name: String) -> [Int] { c.input(name)?.shape ?? [] }
         func big(_ v: [Double]) -> Values { v.map(BigFloat.init) }
@@ -111,19 +166,18 @@ public enum Oracle {
                 let xv = BigFloat(v)
                 switch c.layer {
                 case "relu":
-                    y.append(v > 0 ? xv : .zero); dx.append(v > 0 ? dy[i] : .zero)
+                    y.append(v > 0 || v.isNaN ? xv : .zero); dx.append(v > 0 ? dy[i] : .zero)
                 case "leaky_relu":
                     let slope = BigFloat(double("slope"))
                     y.append(v > 0 ? xv : slope * xv); dx.append(v > 0 ? dy[i] : slope * dy[i])
                 case "elu":
                     let alpha = BigFloat(double("alpha"))
-                    y.append(v > 0 ? xv : alpha * xv.expm1); dx.append(v > 0 ? dy[i] : dy[i] * alpha * xv.exp)
+                    y.append(v > 0 ? xv : alpha * xv.expm1); dx.append(v > 0 ? dy[i] : dy[i] * alpha * xv.positiveExp)
                 case "sigmoid":
-                    let sg = xv.logistic
-                    y.append(sg); dx.append(dy[i] * sg * (.one - sg))
+                    y.append(xv.logistic); dx.append(dy[i] * xv.logistic * (-xv).logistic)
                 default:
-                    let t = xv.tanh
-                    y.append(t); dx.append(dy[i] * (.one - t * t))
+                    let ch = xv.cosh
+                    y.append(xv.tanh); dx.append(dy[i] * (.one / (ch * ch)).positiveIfFinite(xv))
                 }
             }
             return ([("y", y)], [("x", dx)])
@@ -144,12 +198,24 @@ public enum Oracle {
         case "swish":
             let x = input("x"), beta = BigFloat(input("beta")[0])
             var y: Values = [], dx: Values = []
-            let dbeta = BigFloat.zero
+            // dβ = Σ dy·x²·σ(βx)σ(−βx): the terms of equal |x| share x²σ(βx)σ(−βx), so their
+            // upstreams are added first (exactly, at this precision): a group whose
+            // upstreams cancel contributes exactly 0.
+            var upstreamByMagnitude: [Double: BigFloat] = [:]
+            var nan = beta.isNaN
             for (i, v) in x.enumerated() {
-                let xv = BigFloat(v), sg = (beta * xv).logistic
+                let xv = BigFloat(v), sg = (beta * xv).logistic, sgMinus = (-(beta * xv)).logistic
                 y.append(xv * sg)
-                dx.append(dy[i] * (sg + beta * xv * sg * (.one - sg)))
-                dbeta.add(dy[i] * xv * xv * sg * (.one - sg))
+                dx.append(dy[i] * (sg + beta * xv * sg * sgMinus))
+                if !v.isFinite || dy[i].isNaN { nan = true; continue }   // x²·σσ′ = ∞·0 at ±∞
+                let group = upstreamByMagnitude[v.magnitude] ?? .zero
+                group.add(dy[i])
+                upstreamByMagnitude[v.magnitude] = group
+            }
+            let dbeta = nan ? BigFloat(.nan) : BigFloat.zero
+            for magnitude in upstreamByMagnitude.keys.sorted() {
+                let xv = BigFloat(magnitude), z = beta * xv
+                dbeta.add(upstreamByMagnitude[magnitude]! * xv * xv * z.logistic * (-z).logistic)
             }
             return ([("y", y)], [("x", dx), ("beta", [dbeta])])
 
@@ -190,22 +256,48 @@ public enum Oracle {
                     for i in slice { y[i] = BigFloat(.nan); dx[i] = BigFloat(.nan) }
                     continue
                 }
-                let total = BigFloat.zero
-                for v in values { total.add(BigFloat(v).exp) }
+                let (exponentials, total, logTotal) = shiftedExponentials(values)
                 let dyTotal = BigFloat.zero, dot = BigFloat.zero
                 var probabilities: Values = []
                 for (k, i) in slice.enumerated() {
-                    let pk = BigFloat(values[k]).exp / total
+                    let pk = exponentials[k] / total
                     probabilities.append(pk)
                     dyTotal.add(dy[i])
                     dot.addProduct(dy[i], pk)
                 }
+                // dy_k − Σ_j p_j·dy_j = Σ_j p_j·(dy_k − dy_j) is 0 exactly iff, grouping the
+                // entries by equal finite logit, every group's mean upstream is dy_k
+                // (Lindemann–Weierstrass); the groups' means are compared exactly.
+                var groups: [Double: (count: Double, sum: BigFloat, first: Int)] = [:]
+                for (k, i) in slice.enumerated() where values[k] != -.infinity {
+                    let g = groups[values[k]] ?? (0, .zero, k)
+                    g.sum.add(dy[i])
+                    groups[values[k]] = (g.count + 1, g.sum, g.first)
+                }
+                let anyNaN = slice.contains { dy[$0].isNaN }
+                /// Σ_g e^(v_g − m)·(n_g·dy_k − D_g) / S with every coefficient exact: no
+                /// cancellation beyond the true one (for slices up to 64 wide; wider slices
+                /// use dy_k − dot at the doubling precisions).
+                func groupedDifference(_ i: Int) -> BigFloat {
+                    let total2 = BigFloat.zero
+                    for g in groups.values.sorted(by: { $0.first < $1.first }) {
+                        let coefficient = BigFloat(g.count) * dy[i] - g.sum
+                        if !coefficient.isZero { total2.add(coefficient * exponentials[g.first]) }
+                    }
+                    return total2 / total
+                }
+                let means = groups.values.map { $0.sum / BigFloat($0.count) }
+                let uniform = means.allSatisfy { $0 == means[0] } && !slice.contains { dy[$0].isNaN }
+                let m = values.max()!
                 for (k, i) in slice.enumerated() {
                     if c.layer == "softmax" {
                         y[i] = probabilities[k]
-                        dx[i] = probabilities[k] * (dy[i] - dot)
+                        let difference = anyNaN ? dy[i] - dot
+                            : uniform && dy[i] == means[0] ? BigFloat.zero
+                            : values.count <= 64 ? groupedDifference(i) : dy[i] - dot
+                        dx[i] = probabilities[k] * difference
                     } else {
-                        y[i] = BigFloat(values[k]) - total.log
+                        y[i] = BigFloat(values[k]) - BigFloat(m) - logTotal
                         dx[i] = dy[i] - probabilities[k] * dyTotal
                     }
                 }
@@ -222,26 +314,41 @@ public enum Oracle {
             var grad = zeros(s.count)
             for i in 0..<n {
                 let y = labels[i]
+                let row = Array(s[i * cl..<(i + 1) * cl])
                 if c.layer == "softmax_cross_entropy" {
-                    let total = BigFloat.zero
-                    for j in 0..<cl { total.add(BigFloat(s[i * cl + j]).exp) }
-                    loss.add(total.log - BigFloat(s[i * cl + y]))
+                    if row.contains(where: \.isNaN) || row.contains(.infinity) || row.allSatisfy({ $0 == -.infinity }) {
+                        loss.add(BigFloat(.nan))
+                        for j in 0..<cl { grad[i * cl + j] = BigFloat(.nan) }
+                        continue
+                    }
+                    let (exponentials, total, logTotal) = shiftedExponentials(row)
+                    loss.add(logTotal - (BigFloat(row[y]) - BigFloat(row.max()!)))
+                    let others = BigFloat.zero
+                    for j in 0..<cl where j != y { others.add(exponentials[j]) }
                     for j in 0..<cl {
-                        let pj = BigFloat(s[i * cl + j]).exp / total
-                        grad[i * cl + j] = (j == y ? pj - .one : pj) / divisor
+                        // p_y − 1 = −Σ_{j≠y} p_j.
+                        let g = j == y ? -(others / total) : exponentials[j] / total
+                        grad[i * cl + j] = dy[0] * g / divisor
                     }
                 } else {
                     let margin = BigFloat(double("margin"))
-                    var active = 0.0
+                    var active = 0.0, nan = false
                     for j in 0..<cl where j != y {
                         let term = BigFloat(s[i * cl + j]) - BigFloat(s[i * cl + y]) + margin
-                        if term.sign > 0 {
+                        if term.isNaN {
+                            // A NaN term (a NaN score, ∞ − ∞): the loss and both scores' gradients are NaN.
                             loss.add(term)
-                            grad[i * cl + j] = .one / divisor
+                            grad[i * cl + j] = term
+                            nan = true
+                        } else if term.sign > 0 {
+                            loss.add(term)
+                            grad[i * cl + j] = dy[0] / divisor
                             active += 1
+                        } else {
+                            grad[i * cl + j] = .zero * dy[0] / divisor
                         }
                     }
-                    grad[i * cl + y] = -BigFloat(active) / divisor
+                    grad[i * cl + y] = nan ? BigFloat(.nan) : -BigFloat(active) * dy[0] / divisor
                 }
             }
             return ([("loss", [loss / divisor])], [("scores", grad)])
@@ -249,5 +356,16 @@ public enum Oracle {
         default:
             return ([], [])
         }
+    }
+
+    /// e^(x_j − m) with m the maximum, their sum S and log S = log1p(S − 1), the 1 being
+    /// the first maximum's term (so log S keeps every digit when S − 1 is 1e-300).
+    static func shiftedExponentials(_ values: [Double]) -> (Values, BigFloat, BigFloat) {
+        let m = values.max()!
+        let first = values.firstIndex(of: m)!
+        let exponentials = values.map { (BigFloat($0) - BigFloat(m)).positiveExp }
+        let rest = BigFloat.zero
+        for (j, e) in exponentials.enumerated() where j != first { rest.add(e) }
+        return (exponentials, .one + rest, rest.log1p)
     }
 }

@@ -8,6 +8,8 @@ public struct ValueError: Sendable {
     public var ours: Double
     public var truth: Double      // the oracle's value rounded to Double
     public var ulps: Double
+    /// The same bits as the oracle's value rounded to nearest (±0 told apart, NaN matches NaN).
+    public var correctlyRounded: Bool
 }
 
 /// The measured precision of every golden value, per case and per layer.
@@ -21,24 +23,15 @@ public struct PrecisionReport: Sendable {
     public var layers: [Layer]
     /// The worst ulp error of each case, by id.
     public var worstPerCase: [String: Double]
-    /// Every value above its target, worst first.
+    /// Every value that is not the correctly rounded exact value, worst first.
     public var violations: [ValueError]
 }
 
 extension Oracle {
-    /// Layers whose every value must be correctly rounded (sums of products and selections).
-    public static let correctlyRoundedLayers: Set<String> = [
-        "conv2d", "linear", "maxout", "avgpool2d", "maxpool2d", "relu", "leaky_relu", "prelu",
-    ]
-
-    /// The measured worst case of a layer whose target is out of reach in `Double`
-    /// with the current kernels, stated in the README; nil: 1 ulp.
-    public static let statedLimits: [String: Double] = [:]
-
-    /// The target, in ulps, of a value of `layer`.
-    public static func target(_ layer: String) -> Double {
-        correctlyRoundedLayers.contains(layer) ? 0.5 : (statedLimits[layer] ?? 1)
-    }
+    /// Every value of every layer must be the correctly rounded exact value: the
+    /// oracle's value rounded once (the ulp error, kept for reports, cannot tell the
+    /// two sides of a tie apart; the comparison of bits can).
+    public static func target(_ layer: String) -> Double { 0.5 }
 
     /// Measures `cases` (each with `expected`) against the oracle.
     public static func measure(_ cases: [Case]) -> PrecisionReport {
@@ -55,13 +48,14 @@ extension Oracle {
                     guard let tensor = ours.first(where: { $0.name == name })?.tensor else { continue }
                     for (i, t) in values.enumerated() {
                         let e = ulpError(tensor[i], t)
+                        let exact = isCorrectlyRounded(tensor[i], t)
                         let error = ValueError(caseID: c.id, tensor: "\(section).\(name)", index: tensor.index(ofFlat: i),
-                                               ours: tensor[i], truth: t.double, ulps: e)
+                                               ours: tensor[i], truth: t.double, ulps: e, correctlyRounded: exact)
                         layer.values += 1
-                        if e <= 0.5 { layer.correctlyRounded += 1 }
+                        if exact { layer.correctlyRounded += 1 }
                         if layer.worst == nil || e > layer.worst!.ulps { layer.worst = error }
                         caseWorst = max(caseWorst, e)
-                        if e > target(c.layer) { violations.append(error) }
+                        if !exact { violations.append(error) }
                     }
                 }
             }

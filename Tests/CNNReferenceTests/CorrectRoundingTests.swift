@@ -133,6 +133,30 @@ import Testing
         #expect(CorrectlyRounded.sum(dividedBy: 3) { $0.add(1); $0.add(2) } == 1)
     }
 
+    /// The divided sum's fast path certifies nearly every random average pool (its
+    /// remainder is r − q·d, exact by fma); the exact path decides the rest, and both
+    /// agree with exact dyadic arithmetic.
+    @Test func theDividedFastPathNearlyAlwaysCertifies() {
+        let rng = SeededRandom(seed: 12)
+        var certified = 0, total = 0
+        for k in [2, 3, 4, 6, 9, 12, 25] {
+            for _ in 0..<300 {
+                let terms = (0..<k).map { _ in rng.signedUnit() }
+                var fast = CorrectlyRounded()
+                for t in terms { fast.add(t) }
+                total += 1
+                let exact = terms.reduce(Dyadic.zero) { $0 + Dyadic($1) }
+                if let r = fast.certifiedResult(dividedBy: Double(k)) {
+                    certified += 1
+                    #expect(isCorrectlyRounded(r, exact: exact, divisor: k), "fast Σ\(terms)/\(k) gave \(r)")
+                }
+                let r = CorrectlyRounded.sum(dividedBy: Double(k)) { acc in for t in terms { acc.add(t) } }
+                #expect(isCorrectlyRounded(r, exact: exact, divisor: k))
+            }
+        }
+        #expect(Double(certified) >= 0.99 * Double(total), "\(certified) of \(total) certified by the fast path")
+    }
+
     @Test func nonFiniteTermsFollowIEEE() {
         #expect(CorrectlyRounded.sum { $0.add(.infinity); $0.add(1) } == .infinity)
         #expect(CorrectlyRounded.sum { $0.add(.infinity); $0.add(-.infinity) }.isNaN)

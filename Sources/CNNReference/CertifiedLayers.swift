@@ -1,0 +1,346 @@
+import Foundation
+
+// The correctly rounded values of the transcendental layers (see Certified.swift).
+// Non-finite and zero operands follow IEEE 754 applied to the exact formula; an
+// exact zero that comes from a sum (a cancellation) is +0, as in round to nearest.
+
+/// The IEEE product of the signs of the factors of a zero result.
+@inline(__always) func signedZero(_ negative: Bool) -> Double { negative ? -0.0 : 0.0 }
+
+enum CertifiedElementwise {
+    static func iv(_ x: Double, _ p: Int) -> Interval { Interval(x, precision: p) }
+
+    static func sigmoid(_ x: Double) -> Double {
+        if x.isNaN { return x }
+        if x == .infinity { return 1 }
+        if x == -.infinity { return 0 }
+        return Certified.round(sign: { .plus }) { p in iv(x, p).logistic }
+    }
+
+    /// dy·σ(x)·σ(−x).
+    static func sigmoidGradient(_ x: Double, _ g: Double) -> Double {
+        if x.isNaN || g.isNaN { return .nan }
+        if x.isInfinite { return g * 0 }                 // σ'(±∞) = +0
+        if g.isInfinite || g == 0 { return g * 0.25 }   // times a positive number
+        return Certified.round(sign: { g.sign }) { p in iv(g, p) * iv(x, p).logistic * (-iv(x, p)).logistic }
+    }
+
+    static func tanh(_ x: Double) -> Double {
+        if x.isNaN || x == 0 { return x }                 // tanh(±0) = ±0
+        if x.isInfinite { return x > 0 ? 1 : -1 }
+        return Certified.round(sign: { x.sign }) { p in Interval.tanh(x, precision: p) }
+    }
+
+    /// dy·sech²(x).
+    static func tanhGradient(_ x: Double, _ g: Double) -> Double {
+        if x.isNaN || g.isNaN { return .nan }
+        if x.isInfinite { return g * 0 }
+        if g.isInfinite || g == 0 { return g }
+        return Certified.round(sign: { g.sign }) { p in iv(g, p) * Interval.sech2(x, precision: p) }
+    }
+
+    /// α·(e^x − 1) for x ≤ 0 (or NaN).
+    static func elu(_ x: Double, alpha: Double) -> Double {
+        if x.isNaN || alpha.isNaN { return .nan }
+        if x == 0 { return alpha * x }                   // α·(±0)
+        if x == -.infinity { return -alpha }
+        if alpha == 0 || alpha.isInfinite { return alpha * -1 }   // times a negative number
+        return Certified.round(sign: { alpha > 0 ? .minus : .plus }) { p in iv(alpha, p) * iv(x, p).expm1 }
+    }
+
+    /// dy·α·e^x for x ≤ 0.
+    static func eluGradient(_ x: Double, alpha: Double, _ g: Double) -> Double {
+        if x.isNaN || g.isNaN || alpha.isNaN { return .nan }
+        if x == -.infinity { return g.isFinite && alpha.isFinite ? signedZero((g.sign == .minus) != (alpha.sign == .minus)) : .nan }
+        if g == 0 || alpha == 0 || g.isInfinite || alpha.isInfinite { return g * alpha }
+        let negative = (g < 0) != (alpha < 0)
+        return Certified.round(sign: { negative ? .minus : .plus }) { p in iv(g, p) * iv(alpha, p) * iv(x, p).exp }
+    }
+
+    /// x·σ(βx), or nil for non-finite operands (the caller's double-double path, IEEE).
+    static func swish(_ x: Double, beta: Double) -> Double? {
+        guard x.isFinite && beta.isFinite else { return nil }
+        if x == 0 || beta == 0 { return x * 0.5 }        // σ(0) = ½
+        return Certified.round(sign: { x.sign }) { p in
+            iv(x, p) * Interval.product(beta, x, precision: p).logistic
+        }
+    }
+
+    /// dy·σ(z)·(1 + z·σ(−z)) with z = βx exactly, or nil for non-finite operands.
+    static func swishGradient(_ x: Double, beta: Double, _ g: Double) -> Double? {
+        guard x.isFinite && beta.isFinite else { return nil }
+        if g.isNaN { return g }
+        func factor(_ p: Int) -> Interval {
+            let z = Interval.product(beta, x, precision: p)
+            return iv(1, p) + z * (-z).logistic
+        }
+        // 1 + z·σ(−z) is never 0 for a rational z ≠ 0 (σ(−z) = −1/z would make e^z rational).
+        let f = Certified.round(factor)
+        if g == 0 { return signedZero((g.sign == .minus) != (f.sign == .minus)) }
+        if g.isInfinite { return g * f }                 // σ(z) > 0 and f ≠ 0
+        return Certified.round(sign: { (g < 0) != (f < 0) ? .minus : .plus }) { p in
+            let z = Interval.product(beta, x, precision: p)
+            return iv(g, p) * z.logistic * factor(p)
+        }
+    }
+
+    /// dL/dβ = Σ dy·x²·σ(βx)·σ(−βx), or nil for non-finite operands.
+    static func swishBetaGradient(_ x: [Double], beta: Double, _ dy: [Double]) -> Double? {
+        guard beta.isFinite, x.allSatisfy(\.isFinite), dy.allSatisfy(\.isFinite) else { return nil }
+        // σ(z)σ(−z) is even in z: the terms of equal |x| share it. The sum is 0 exactly iff
+        // every such group's Σ dy is 0 (Lindemann–Weierstrass; see Certified.swift): with
+        // β ≠ 0 the |βx| are distinct rational multiples of one q and the functions
+        // t^n/(1 + t^n)² of the transcendental t = e^q are linearly independent.
+        var groups: [Double: [Double]] = [:]
+        for (v, g) in zip(x, dy) where v != 0 && g != 0 { groups[v.magnitude, default: []].append(g) }
+        var signs = Set<FloatingPointSign>()
+        for (_, gs) in groups {
+            let s = CorrectlyRounded.sum { acc in for g in gs { acc.add(g) } }
+            if s != 0 { signs.insert(s.sign) }
+        }
+        if signs.isEmpty { return 0 }
+        let terms = groups.map { ($0.key, $0.value) }
+        // The sign when the sum is too small even for MPFR's exponent range (|βx| > 3e18):
+        // σ(z)σ(−z) = e^−|z|/(1 + e^−|z|)², so factor out e^−|z*| of the smallest |z*|.
+        func sign() -> FloatingPointSign? {
+            if signs.count == 1 { return signs.first }
+            let live = terms.filter { t in CorrectlyRounded.sum { acc in for g in t.1 { acc.add(g) } } != 0 }
+            let nearest = live.map { $0.0 }.min()!
+            return Certified.round { p in
+                var total = iv(0, p)
+                let zStar = Interval.product(beta.magnitude, nearest, precision: p)
+                for (v, gs) in live {
+                    var gsum = iv(0, p)
+                    for g in gs { gsum = gsum + iv(g, p) }
+                    let z = Interval.product(beta.magnitude, v, precision: p)
+                    let tail = (-z).exp
+                    let denominator = (iv(1, p) + tail) * (iv(1, p) + tail)
+                    total = total + gsum * Interval.product(v, v, precision: p) * (zStar - z).exp / denominator
+                }
+                return total
+            }.sign
+        }
+        return Certified.round(sign: sign) { p in
+            var total = iv(0, p)
+            for (v, gs) in terms {
+                var gsum = iv(0, p)
+                for g in gs { gsum = gsum + iv(g, p) }
+                let z = Interval.product(beta, v, precision: p)
+                total = total + gsum * Interval.product(v, v, precision: p) * z.logistic * (-z).logistic
+            }
+            return total
+        }
+    }
+}
+
+/// One slice of softmax logits (finite maximum, no NaN, no +∞), with its exponentials
+/// e^(x_j − m) and their sum S = 1 + R as intervals, per precision.
+final class CertifiedSlice {
+    let x: [Double]
+    let m: Double
+    let firstMax: Int
+    /// Every finite entry equals the maximum: p_j = 1/n for them, 0 for −∞ (rational).
+    let allEqual: Bool
+    let finiteCount: Int
+
+    struct Level {
+        var e: [Interval?]      // nil for −∞
+        var total: Interval     // S
+        var rest: Interval      // R = S − 1 (every term but the first maximum)
+    }
+    private var levels: [Int: Level] = [:]
+
+    init?(_ values: [Double]) {
+        guard !values.contains(where: \.isNaN), let m = values.max(), m.isFinite else { return nil }
+        x = values
+        self.m = m
+        firstMax = values.firstIndex(of: m)!
+        finiteCount = values.count { $0 != -.infinity }
+        allEqual = values.allSatisfy { $0 == m || $0 == -.infinity }
+    }
+
+    func level(_ p: Int) -> Level {
+        if let l = levels[p] { return l }
+        let mi = Interval(m, precision: p)
+        var rest = Interval(0, precision: p)
+        var e: [Interval?] = []
+        for (j, v) in x.enumerated() {
+            guard v != -.infinity else { e.append(nil); continue }
+            let ej = (Interval(v, precision: p) - mi).exp
+            e.append(ej)
+            if j != firstMax { rest = rest + ej }
+        }
+        let l = Level(e: e, total: Interval(1, precision: p) + rest, rest: rest)
+        levels[p] = l
+        return l
+    }
+
+    /// p_k.
+    func probability(_ k: Int) -> Double {
+        if x[k] == -.infinity { return 0 }
+        if allEqual { return 1 / Double(finiteCount) }   // IEEE division: correctly rounded
+        return Certified.round(sign: { .plus }) { p in let l = level(p); return l.e[k]! / l.total }
+    }
+
+    /// y_k = (x_k − m) − log S.
+    func logProbability(_ k: Int) -> Double {
+        if x[k] == -.infinity { return -.infinity }
+        if allEqual && finiteCount == 1 { return 0 }
+        return Certified.round(sign: { .minus }) { p in
+            let l = level(p)
+            return (Interval(x[k], precision: p) - Interval(m, precision: p)) - l.rest.log1p
+        }
+    }
+
+    /// Softmax backward: p_k·(dy_k − Σ_j dy_j·p_j) for finite dy.
+    func softmaxGradient(_ dy: [Double]) -> [Double] {
+        let n = x.count
+        if allEqual {
+            // p = 1/n on the finite entries: dx_k = (n·dy_k − T)/n² with T = Σ_finite dy_j.
+            let nf = Double(finiteCount)
+            return (0..<n).map { k in
+                let numerator = CorrectlyRounded.sum(dividedBy: x[k] == -.infinity ? 1 : nf * nf) { acc in
+                    acc.add(dy[k], times: nf)
+                    for j in 0..<n where x[j] != -.infinity { acc.add(-dy[j]) }
+                }
+                return x[k] == -.infinity ? signedZero(numerator < 0) : numerator
+            }
+        }
+        // dy_k − dot = (1/S)·Σ_g e^(v_g − m)·(n_g·dy_k − D_g) over the groups g of equal
+        // finite logits v_g (n_g entries, D_g = Σ_{j∈g} dy_j): 0 exactly iff every
+        // n_g·dy_k = D_g (Lindemann–Weierstrass), i.e. every group's mean upstream is dy_k.
+        var groups: [Double: [Int]] = [:]
+        for j in 0..<n where x[j] != -.infinity { groups[x[j], default: []].append(j) }
+        let members = Array(groups.values)
+        let first = members[0]
+        let uniform = members.dropFirst().allSatisfy { g in
+            CorrectlyRounded.sum { acc in
+                for j in g { acc.add(dy[j], times: Double(first.count)) }
+                for j in first { acc.add(-dy[j], times: Double(g.count)) }
+            } == 0
+        }
+        func exactlyZero(_ k: Int) -> Bool {
+            uniform && CorrectlyRounded.sum { acc in
+                acc.add(dy[k], times: Double(first.count))
+                for j in first { acc.add(-dy[j]) }
+            } == 0
+        }
+        var dots: [Int: Interval] = [:]
+        func dot(_ p: Int) -> Interval {
+            if let d = dots[p] { return d }
+            let l = level(p)
+            var s = Interval(0, precision: p)
+            for j in 0..<n { if let e = l.e[j] { s = s + Interval(dy[j], precision: p) * e } }
+            let d = s / l.total
+            dots[p] = d
+            return d
+        }
+        /// The sign of dy_k − dot = (1/S)·Σ_g e^(v_g − m)·c_g, c_g = n_g·dy_k − D_g (never 0
+        /// here): e^(v* − m) factored out, v* the largest v_g with c_g ≠ 0, so the sum is
+        /// certain even when e^(v* − m) is beyond MPFR's exponent range.
+        func differenceSign(_ k: Int) -> FloatingPointSign {
+            let live = members.filter { g in
+                CorrectlyRounded.sum { acc in acc.add(dy[k], times: Double(g.count)); for j in g { acc.add(-dy[j]) } } != 0
+            }
+            let top = live.map { x[$0[0]] }.max()!
+            return Certified.round { p in
+                var total = Interval(0, precision: p)
+                for g in live {
+                    var c = Interval.product(dy[k], Double(g.count), precision: p)
+                    for j in g { c = c - Interval(dy[j], precision: p) }
+                    total = total + c * (Interval(x[g[0]], precision: p) - Interval(top, precision: p)).exp
+                }
+                return total
+            }.sign
+        }
+        return (0..<n).map { k in
+            if exactlyZero(k) { return 0 }
+            if x[k] == -.infinity { return signedZero(differenceSign(k) == .minus) }
+            return Certified.round(sign: { differenceSign(k) }) { p in
+                let l = level(p)
+                return l.e[k]! / l.total * (Interval(dy[k], precision: p) - dot(p))
+            }
+        }
+    }
+
+    /// Log-softmax backward: dy_k − p_k·Σ_j dy_j for finite dy.
+    func logSoftmaxGradient(_ dy: [Double]) -> [Double] {
+        let n = x.count
+        let t = CorrectlyRounded.sum { acc in for g in dy { acc.add(g) } }   // 0 iff Σ dy = 0 exactly
+        return (0..<n).map { k in
+            if t == 0 || x[k] == -.infinity { return dy[k] - signedZero(t.sign == .minus) }   // dy_k − 0·T
+            if allEqual {
+                // p_k = 1/n: (n·dy_k − Σ dy)/n.
+                let nf = Double(finiteCount)
+                return CorrectlyRounded.sum(dividedBy: nf) { acc in
+                    acc.add(dy[k], times: nf)
+                    for g in dy { acc.add(-g) }
+                }
+            }
+            // The sign is certain only for dy_k = 0 (then −sign(T)); otherwise refine.
+            return Certified.round(sign: { dy[k] != 0 ? nil : (t > 0 ? .minus : .plus) }) { p in
+                let l = level(p)
+                var total = Interval(0, precision: p)
+                for g in dy { total = total + Interval(g, precision: p) }
+                return Interval(dy[k], precision: p) - l.e[k]! / l.total * total
+            }
+        }
+    }
+}
+
+enum CertifiedLosses {
+    /// Σ_i (log S_i − (s_{i,y} − m_i)) / N for valid rows (the caller handles NaN rows).
+    static func crossEntropy(_ rows: [CertifiedSlice], labels: [Int], divisor: Double) -> Double {
+        if zip(rows, labels).contains(where: { $0.x[$1] == -.infinity }) { return .infinity }
+        return Certified.round(sign: { .plus }) { p in
+            var total = Interval(0, precision: p)
+            for (row, y) in zip(rows, labels) {
+                let l = row.level(p)
+                total = total + (l.rest.log1p - (Interval(row.x[y], precision: p) - Interval(row.m, precision: p)))
+            }
+            return total / Interval(divisor, precision: p)
+        }
+    }
+
+    /// dy·(p_j − [j = y])/N for one valid row and a finite upstream, p_y − 1 as −Σ_{j≠y} p_j.
+    static func crossEntropyGradient(_ row: CertifiedSlice, label y: Int, upstream dy: Double, divisor: Double) -> [Double] {
+        let c = row.x.count
+        if dy.isNaN { return [Double](repeating: .nan, count: c) }
+        if dy.isInfinite {
+            // ∞ times p_j > 0 (or −Σ_{j≠y} p_j < 0); ∞·0 = NaN where that factor is exactly 0.
+            let othersZero = (0..<c).allSatisfy { $0 == y || row.x[$0] == -.infinity }
+            return (0..<c).map { j in
+                j == y ? (othersZero ? .nan : -dy) : (row.x[j] == -.infinity ? .nan : dy)
+            }
+        }
+        return (0..<c).map { j in
+            if dy == 0 { return signedZero((dy.sign == .minus) != (j == y)) }
+            if row.x[j] == -.infinity && j != y { return signedZero(dy < 0) }
+            if row.allEqual || row.x[y] == -.infinity {
+                // Rational: p = 1/n on the finite entries (or p_y = 0 and Σ_{j≠y} p_j = 1).
+                let n = Double(row.finiteCount)
+                if row.x[y] == -.infinity {
+                    if j == y { return CorrectlyRounded.sum(dividedBy: divisor) { $0.add(-dy) } }
+                    if row.allEqual { return CorrectlyRounded.sum(dividedBy: divisor * n) { $0.add(dy) } }
+                } else {
+                    if j != y { return CorrectlyRounded.sum(dividedBy: divisor * n) { $0.add(dy) } }
+                    if n == 1 { return signedZero(dy > 0) }
+                    return CorrectlyRounded.sum(dividedBy: divisor * n) { $0.add(-dy, times: n - 1) }
+                }
+            }
+            let negative = (dy < 0) != (j == y)
+            return Certified.round(sign: { negative ? .minus : .plus }) { p in
+                let l = row.level(p)
+                let numerator: Interval
+                if j != y {
+                    numerator = l.e[j]!
+                } else {
+                    var others = Interval(0, precision: p)
+                    for (i, e) in l.e.enumerated() where i != y { if let e { others = others + e } }
+                    numerator = -others
+                }
+                return Interval(dy, precision: p) * numerator / (l.total * Interval(divisor, precision: p))
+            }
+        }
+    }
+}
