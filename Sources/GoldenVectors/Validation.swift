@@ -280,7 +280,8 @@ public enum Validator {
                 let same = (e.isNaN && g.isNaN) || e == g
                 error = same ? 0 : .infinity
                 bound = 0
-            } else if let why = scale.unjudgeable(i, golden: e, precision: precision) {
+            } else if g != e, let why = scale.unjudgeable(i, golden: e, precision: precision) {
+                // (An exact match needs no bound.)
                 // No finite bound: the element cannot be judged, and that never passes.
                 if unjudged == nil { unjudged = (i, why, 0) }
                 unjudged!.count += 1

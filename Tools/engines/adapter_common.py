@@ -2,12 +2,21 @@
 the window arithmetic of the case format for adapters that build pooling out of padding and
 cropping.
 
-An adapter supplies run_case(case, dtype) returning {"outputs": {name: array}, "gradients":
+An adapter supplies run_case(case, precision) (a Precision: its name, the numpy dtype the engine
+computes in, and how to hand inputs over) returning {"outputs": {name: array}, "gradients":
 {name: array}} (the gradients of <upstream, output>, or of the loss, with respect to every input
 tensor) and raises Unsupported(reason) for a case its engine cannot express. When the engine
 computes the outputs but cannot differentiate them, run_case returns the outputs and the reason
 under NO_GRADIENTS: the results keep the outputs, and "unsupported" lists the case with the reason
 prefixed by "gradients: ".
+
+Precisions are float64, float32, tf32, float16 and bfloat16 (the formats of Sources/GoldenVectors/
+ErrorBounds.swift). In tf32, float16 and bfloat16 a case whose inputs, parameters or upstream the
+format does not hold exactly is not run (it is "not applicable" to `cnnref validate` anyway): it is
+listed as unsupported with "input not representable in <precision>: ...". float32 runs every case,
+rounding inputs as it always has, so its results stay what they were. An adapter whose engine
+cannot compute a precision at all names it in main(unsupported_precisions=...): the adapter then
+prints one line and exits with PRECISION_UNSUPPORTED, which run_adapters.sh skips.
 """
 
 import argparse
@@ -22,8 +31,74 @@ import numpy as np  # noqa: E402
 from cnnref_vectors import iter_cases, write_results  # noqa: E402
 
 LOSSES = {"softmax_cross_entropy", "multiclass_hinge"}
-DTYPES = {"float64": np.float64, "float32": np.float32}
 NO_GRADIENTS = "no_gradients"
+# Exit status of an adapter asked for a precision its engine cannot compute at all (run_adapters.sh
+# skips the pair instead of failing).
+PRECISION_UNSUPPORTED = 3
+
+
+class Precision:
+    """What an adapter computes in.
+
+    name: the results file's "precision". dtype: the numpy dtype of the engine's tensors (float32
+    for tf32, which is float32 storage with the engine's TF32 mode on; ml_dtypes.bfloat16 for
+    bfloat16, imported only when asked for, since not every venv has ml_dtypes). host_dtype: a
+    numpy-native dtype that holds every input the precision runs on exactly, for engines that take
+    no ml_dtypes arrays (bfloat16 values are float32 values). significand_bits, min_exponent,
+    max_exponent: the input format, as FloatFormat in ErrorBounds.swift. checks_inputs: whether
+    cases with inputs the format does not hold are left out (see the module docstring).
+    """
+
+    def __init__(self, name, host_dtype, significand_bits, min_exponent, max_exponent, checks_inputs):
+        self.name, self.host_dtype = name, host_dtype
+        self.significand_bits, self.min_exponent, self.max_exponent = significand_bits, min_exponent, max_exponent
+        self.checks_inputs = checks_inputs
+
+    @property
+    def dtype(self):
+        if self.name == "bfloat16":
+            import ml_dtypes
+            return ml_dtypes.bfloat16
+        return self.host_dtype
+
+    @property
+    def greatest_finite(self):
+        return math.ldexp(2 - math.ldexp(1, 1 - self.significand_bits), self.max_exponent)
+
+    def rounded(self, values):
+        """values (float64) rounded to nearest even in the input format, +-inf past its range."""
+        v = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(v) & (v != 0)
+        _, e = np.frexp(np.where(finite, v, 1.0))  # v = m * 2^e with 1/2 <= |m| < 1
+        ulp = np.ldexp(1.0, np.maximum(e - 1, self.min_exponent) - self.significand_bits + 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = np.where(finite, np.round(v / ulp) * ulp, v)  # np.round: half to even; v / ulp is exact
+            return np.where(np.abs(r) > self.greatest_finite, np.copysign(np.inf, v), r)
+
+    def not_representable(self, case):
+        """Why the case's inputs do not fit the format (the first element that rounds), or None."""
+        tensors = [(f"inputs.{name}", t) for name, t in case["inputs"].items()]
+        if "upstream" in case:
+            tensors.append(("upstream", case["upstream"]))
+        for where, t in tensors:
+            v = t.numpy(np.float64).ravel()
+            r = self.rounded(v)
+            bad = np.flatnonzero((r != v) & ~np.isnan(v))
+            if bad.size:
+                i = int(bad[0])
+                index = [int(k) for k in np.unravel_index(i, t.shape)] if t.shape else []
+                return (f"input not representable in {self.name}: {where}{index} = {float(v[i])!r} "
+                        f"rounds to {float(r[i])!r}")
+        return None
+
+
+PRECISIONS = {p.name: p for p in [
+    Precision("float64", np.float64, 53, -1022, 1023, checks_inputs=False),
+    Precision("float32", np.float32, 24, -126, 127, checks_inputs=False),
+    Precision("tf32", np.float32, 11, -126, 127, checks_inputs=True),
+    Precision("float16", np.float16, 11, -14, 15, checks_inputs=True),
+    Precision("bfloat16", np.float32, 8, -126, 127, checks_inputs=True),
+]}
 
 
 class Unsupported(Exception):
@@ -123,10 +198,14 @@ class PoolGeometry:
 
 # ---- Command line and the loop over cases ----
 
-def main(engine, run_case, description):
+def main(engine, run_case, description, unsupported_precisions=None, enter_precision=None):
     """Parses --vectors/--precision/--output, runs every case, writes the results file.
 
-    `engine` is the engine's name and version for the results file. An exception from the engine
+    `engine` is the engine's name and version for the results file. `unsupported_precisions` maps
+    a precision the engine cannot compute at all to why: asked for it, the adapter prints that in
+    one line and exits with PRECISION_UNSUPPORTED, writing nothing. `enter_precision(precision)`,
+    when given, is called once before the first case (to switch a mode such as TF32 on) and returns
+    a note for the "engine" field (which switch is on) or None. An exception from the engine
     on a case is recorded in "unsupported" as "engine error: ..." and reported on standard error;
     the run still writes every other case. Exit status 0 unless the vectors or the output file
     cannot be read or written.
@@ -134,15 +213,22 @@ def main(engine, run_case, description):
     program = os.path.basename(sys.argv[0])
     parser = argparse.ArgumentParser(prog=program, description=description)
     parser.add_argument("--vectors", required=True, help="the Vectors/ directory")
-    parser.add_argument("--precision", required=True, choices=sorted(DTYPES))
+    parser.add_argument("--precision", required=True, choices=list(PRECISIONS))
     parser.add_argument("--output", required=True, help="the results file to write")
     parser.add_argument("--case", action="append", default=[], metavar="ID",
                         help="run only this case id (repeatable)")
     args = parser.parse_args()
-    dtype = DTYPES[args.precision]
+    precision = PRECISIONS[args.precision]
+    why = (unsupported_precisions or {}).get(precision.name)
+    if why:
+        print(f"{program}: {precision.name} is not supported: {why}", file=sys.stderr)
+        sys.exit(PRECISION_UNSUPPORTED)
+    note = enter_precision(precision) if enter_precision else None
+    if note:
+        engine = f"{engine} [{note}]"
 
     results, unsupported = {}, {}
-    errors = 0
+    errors = not_representable = 0
     try:
         cases = list(iter_cases(args.vectors))
     except (OSError, ValueError) as error:
@@ -151,8 +237,13 @@ def main(engine, run_case, description):
         case_id = case["id"]
         if args.case and case_id not in args.case:
             continue
+        why = precision.not_representable(case) if precision.checks_inputs else None
+        if why:
+            unsupported[case_id] = why
+            not_representable += 1
+            continue
         try:
-            block = run_case(case, dtype)
+            block = run_case(case, precision)
         except Unsupported as why:
             unsupported[case_id] = str(why)
             continue
@@ -171,8 +262,9 @@ def main(engine, run_case, description):
     except OSError as error:
         sys.exit(f"{program}: cannot write {args.output}: {error}")
     partial = sum(case_id in results for case_id in unsupported)
+    representable = f" ({not_representable} with inputs not representable)" if precision.checks_inputs else ""
     print(f"{program}: {args.precision}: {len(results)} cases run ({partial} without gradients), "
-          f"{len(unsupported) - partial - errors} unsupported, {errors} engine errors -> {args.output}",
+          f"{len(unsupported) - partial - errors} unsupported{representable}, {errors} engine errors -> {args.output}",
           file=sys.stderr)
 
 

@@ -1,11 +1,14 @@
 """Runs the golden vectors through JAX (CPU): forward, and gradients by jax.vjp.
 
-    python adapter_jax.py --vectors DIR --precision float64|float32 --output results.json
+    python adapter_jax.py --vectors DIR --precision float64|float32|tf32|float16|bfloat16 --output results.json
 
-64-bit types are enabled so float64 cases run in float64; float32 inputs stay float32 (Python
-scalars are weakly typed and do not promote). Matrix products and convolutions ask for the highest
-precision, which on CPU is plain float32/float64 arithmetic. Each layer is one function in the
-conventions section below: lax and jax.nn primitives, composed where JAX has no such layer.
+64-bit types are enabled so float64 cases run in float64; float32, float16 and bfloat16 inputs stay
+in their type (Python scalars are weakly typed and do not promote), computed as a user would, with
+no upcasting here (XLA's CPU backend does some float16/bfloat16 arithmetic in float32 internally).
+Matrix products and convolutions ask for the highest precision, which on CPU is plain float32/
+float64 arithmetic, except in tf32, which leaves the precision to jax_default_matmul_precision
+= "tensorfloat32" (see enter_precision). Each layer is one function in the conventions section
+below: lax and jax.nn primitives, composed where JAX has no such layer.
 """
 
 import os
@@ -21,7 +24,9 @@ from jax import lax  # noqa: E402
 from adapter_common import NO_GRADIENTS, PoolGeometry, Unsupported, config, labels, main, output_name, seed  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
-HIGHEST = lax.Precision.HIGHEST
+# The precision= of every matrix product and convolution: HIGHEST, or None in tf32 so that the
+# configured default matmul precision applies (an explicit precision overrides it).
+MATMUL_PRECISION = lax.Precision.HIGHEST
 
 
 # ---- Conventions: case format -> JAX ----
@@ -35,7 +40,7 @@ def conv2d(case, t):
     y = lax.conv_general_dilated(
         t["x"], t["weight"], window_strides=tuple(config(case, "stride")), padding=((top, bottom), (left, right)),
         rhs_dilation=tuple(config(case, "dilation")), dimension_numbers=("NCHW", "OIHW", "NCHW"),
-        feature_group_count=config(case, "groups"), precision=HIGHEST)
+        feature_group_count=config(case, "groups"), precision=MATMUL_PRECISION)
     if "bias" in t:
         y = y + t["bias"].reshape(1, -1, 1, 1)
     return y
@@ -92,7 +97,7 @@ def maxout(case, t):
     # the lowest piece and a NaN), gathered so the gradient goes to that piece only. (jnp.max
     # would split the gradient equally among tied pieces.)
     x, w, b = t["x"], t["weight"], t["bias"]
-    z = jnp.stack([jnp.matmul(x, w[j].T, precision=HIGHEST) + b[j] for j in range(config(case, "pieces"))])
+    z = jnp.stack([jnp.matmul(x, w[j].T, precision=MATMUL_PRECISION) + b[j] for j in range(config(case, "pieces"))])
     winner = jnp.argmax(z, axis=0)
     return jnp.take_along_axis(z, winner[None], axis=0)[0]
 
@@ -131,7 +136,7 @@ LAYERS = {
     "prelu": prelu,
     "swish": swish,
     "maxout": maxout,
-    "linear": lambda case, t: jnp.matmul(t["x"], t["weight"].T, precision=HIGHEST) + t["bias"],
+    "linear": lambda case, t: jnp.matmul(t["x"], t["weight"].T, precision=MATMUL_PRECISION) + t["bias"],
     "softmax": lambda case, t: jax.nn.softmax(t["x"], axis=config(case, "axis")),
     "log_softmax": lambda case, t: jax.nn.log_softmax(t["x"], axis=config(case, "axis")),
     "softmax_cross_entropy": softmax_cross_entropy,
@@ -144,11 +149,12 @@ LAYERS = {
 _compiled_layer = None
 
 
-def run_case(case, dtype):
+def run_case(case, precision):
     global _compiled_layer
     layer = case["layer"]
     if layer not in LAYERS:
         raise Unsupported(f"layer {layer!r} is not known to this adapter")
+    dtype = precision.dtype
     names = list(case["inputs"])
     arrays = [jnp.asarray(case["inputs"][n].numpy(dtype)) for n in names]
 
@@ -175,6 +181,19 @@ def run_case(case, dtype):
     return block
 
 
+def enter_precision(precision):
+    # JAX's TF32 switch is the default matmul precision, honoured by every dot and convolution
+    # that passes no precision. The explicit algorithm lax.DotAlgorithmPreset.TF32_TF32_F32 is
+    # refused on CPU ("not supported by dot_general on CPU"); the "tensorfloat32" default is
+    # accepted, and on CPU changes nothing we could measure.
+    global MATMUL_PRECISION
+    if precision.name != "tf32":
+        return None
+    jax.config.update("jax_default_matmul_precision", "tensorfloat32")
+    MATMUL_PRECISION = None
+    return "tf32: jax_default_matmul_precision = 'tensorfloat32', no explicit precision on dots and convolutions"
+
+
 if __name__ == "__main__":
     main(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, {jax.default_backend()})", run_case,
-         "Runs the CNNReference golden vectors through JAX.")
+         "Runs the CNNReference golden vectors through JAX.", enter_precision=enter_precision)

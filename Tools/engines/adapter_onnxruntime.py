@@ -1,12 +1,13 @@
 """Runs the golden vectors through ONNX Runtime (CPU execution provider), forward only.
 
-    python adapter_onnxruntime.py --vectors DIR --precision float64|float32 --output results.json
+    python adapter_onnxruntime.py --vectors DIR --precision float64|float32|float16 --output results.json
 
 Each case becomes a small ONNX model (one node where ONNX has the operator), built with the onnx
 package at opset OPSET, with every tensor of the case fed as a graph input of the precision's
 type. ONNX Runtime has no autodiff for inference sessions, so results carry "outputs" only.
 A case whose operator has no CPU kernel for the type (ONNX Runtime registers many operators for
-float only) is listed as unsupported with the operator's name.
+float only) is listed as unsupported with the operator's name. float16 runs where the CPU
+provider has float16 kernels; bfloat16 and tf32 it cannot compute at all (UNSUPPORTED_PRECISIONS).
 """
 
 import numpy as np
@@ -17,6 +18,14 @@ from onnx import helper
 from adapter_common import LOSSES, PoolGeometry, Unsupported, config, inputs, is_float32_exact, labels, main, output_name
 
 OPSET = 22
+
+# Precisions the CPU execution provider cannot compute at all (checked on ONNX Runtime 1.32).
+UNSUPPORTED_PRECISIONS = {
+    "bfloat16": "ONNX Runtime's CPU provider has no bfloat16 kernel for any operator these layers use "
+                "(Conv, Gemm, MatMul, Relu, Softmax, MaxPool, ...), and its Python API takes no numpy bfloat16 feeds",
+    "tf32": "ONNX Runtime's CPU provider has no TF32 mode (its only reduced-precision GEMM option, "
+            "mlas.enable_gemm_fastmath_arm64_bfloat16, is bfloat16 on ARM64)",
+}
 
 
 # ---- Conventions: case format -> ONNX ----
@@ -122,9 +131,14 @@ def softmax_cross_entropy(case, t):
 
 def multiclass_hinge(case, t):
     # No hinge op: relu(s - s_y + margin) summed over j != y (a 0/1 mask from the labels), then
-    # reduced over the batch. Margin is a tensor input, so float64 keeps it exact.
+    # reduced over the batch. Margin is a tensor input of the scores' type, so float64 keeps it
+    # exact; a margin float16 would round is not expressible (ONNX has no float64 scalar here).
     s = t["scores"]
     y = labels(case)
+    margin = float(config(case, "margin"))
+    if s.dtype == np.float16 and float(np.float16(margin)) != margin:
+        raise Unsupported(f"the margin is a float16 tensor here, which rounds config.margin = {margin!r} "
+                          f"to {float(np.float16(margin))!r}")
     off_label = (np.arange(s.shape[1])[None, :] != y[:, None]).astype(s.dtype)
     reduce_batch = "ReduceMean" if config(case, "reduction") == "mean" else "ReduceSum"
     nodes = [helper.make_node("GatherElements", ["scores", "label_index"], ["s_y"], axis=1),
@@ -134,7 +148,7 @@ def multiclass_hinge(case, t):
              helper.make_node("Mul", ["h", "off_label"], ["terms"]),
              helper.make_node("ReduceSum", ["terms", "axis1"], ["per_sample"], keepdims=0),
              helper.make_node(reduce_batch, ["per_sample"], ["out"], keepdims=0)]
-    feeds = {"scores": s, "label_index": y[:, None], "margin": np.array(float(config(case, "margin")), dtype=s.dtype),
+    feeds = {"scores": s, "label_index": y[:, None], "margin": np.array(margin, dtype=s.dtype),
              "off_label": off_label, "axis1": np.array([1], dtype=np.int64)}
     return nodes, feeds
 
@@ -171,7 +185,8 @@ def _value_info(name, array):
     return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype), list(array.shape))
 
 
-def run_case(case, dtype):
+def run_case(case, precision):
+    dtype = precision.dtype
     layer = case["layer"]
     if layer not in LAYERS:
         raise Unsupported(f"layer {layer!r} is not known to this adapter")
@@ -203,4 +218,5 @@ def run_case(case, dtype):
 
 if __name__ == "__main__":
     main(f"onnxruntime {ort.__version__} (onnx {onnx.__version__}, opset {OPSET}, CPUExecutionProvider)", run_case,
-         "Runs the CNNReference golden vectors through ONNX Runtime (forward only).")
+         "Runs the CNNReference golden vectors through ONNX Runtime (forward only).",
+         unsupported_precisions=UNSUPPORTED_PRECISIONS)

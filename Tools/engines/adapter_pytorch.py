@@ -1,13 +1,18 @@
 """Runs the golden vectors through PyTorch (CPU): forward, and gradients by autograd.
 
-    python adapter_pytorch.py --vectors DIR --precision float64|float32 --output results.json
+    python adapter_pytorch.py --vectors DIR --precision float64|float32|tf32|float16|bfloat16 --output results.json
 
-Inputs are cast to the precision and everything is computed in it. Each layer is one function in
-the conventions section below: the native torch.nn.functional op where one exists, with every
+Inputs are cast to the precision and everything is computed in it, as a user would: float16 and
+bfloat16 tensors go into the same functions (PyTorch's CPU kernels accumulate some of them in
+float32 internally; nothing is upcast here), config scalars stay Python floats, and outputs and
+gradients are converted to float64 only for the results file. tf32 is float32 tensors with
+PyTorch's oneDNN TF32 mode switched on (see enter_precision). Each layer is one function in the
+conventions section below: the native torch.nn.functional op where one exists, with every
 difference between the case format and PyTorch's conventions handled there.
 """
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -15,7 +20,8 @@ import torch.nn.functional as F
 
 from adapter_common import PoolGeometry, Unsupported, config, labels, main, output_name, seed
 
-TORCH_DTYPES = {np.float64: torch.float64, np.float32: torch.float32}
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "tf32": torch.float32,
+                "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 # ---- Conventions: case format -> PyTorch ----
@@ -136,23 +142,64 @@ LAYERS = {
 
 # ---- Running a case ----
 
-def run_case(case, dtype):
+def _tensor(array, precision):
+    """A numpy array of precision.host_dtype (which holds the values exactly) as a tensor of the
+    precision: numpy has no bfloat16, so the cast happens in torch."""
+    return torch.from_numpy(array).to(TORCH_DTYPES[precision.name])
+
+
+def _results(tensor):
+    # float64 for the results file: exact from every precision, and numpy has no bfloat16.
+    return tensor.detach().to(torch.float64).numpy()
+
+
+def run_case(case, precision):
     layer = case["layer"]
     if layer not in LAYERS:
         raise Unsupported(f"layer {layer!r} is not known to this adapter")
     names = list(case["inputs"])
-    leaves = {name: torch.tensor(case["inputs"][name].numpy(dtype), dtype=TORCH_DTYPES[dtype], requires_grad=True)
+    leaves = {name: _tensor(case["inputs"][name].numpy(precision.host_dtype), precision).requires_grad_()
               for name in names}
-    y = LAYERS[layer](case, leaves)
-    block = {"outputs": {output_name(layer): y.detach().numpy()}}
-    cotangent = seed(case, dtype)
-    if cotangent is not None:
-        grads = torch.autograd.grad(y, [leaves[n] for n in names], grad_outputs=torch.from_numpy(cotangent),
-                                    allow_unused=True)
-        block["gradients"] = {n: (np.zeros(leaves[n].shape, dtype) if g is None else g.numpy())
-                              for n, g in zip(names, grads)}
+    try:
+        y = LAYERS[layer](case, leaves)
+        block = {"outputs": {output_name(layer): _results(y)}}
+        cotangent = seed(case, precision.host_dtype)
+        if cotangent is not None:
+            grads = torch.autograd.grad(y, [leaves[n] for n in names],
+                                        grad_outputs=_tensor(cotangent, precision), allow_unused=True)
+            block["gradients"] = {n: (np.zeros(leaves[n].shape) if g is None else _results(g))
+                                  for n, g in zip(names, grads)}
+    except (RuntimeError, NotImplementedError) as error:
+        # A CPU kernel without this dtype ("\"addmm_impl_cpu_\" not implemented for 'Half'") is
+        # the engine's limitation, reported like ONNX Runtime's missing kernels; anything else
+        # is an engine error.
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if "not implemented for" in message:
+            raise Unsupported(f"PyTorch's CPU backend has no {precision.name} kernel: {message}") from None
+        raise
     return block
 
 
+def enter_precision(precision):
+    # TF32 on CPU is oneDNN's fpmath mode, switched per operation family: matrix products and
+    # convolutions. (torch.set_float32_matmul_precision("high") sets only the matmul one.) torch
+    # 2.13 warns that oneDNN TF32 is for Intel GPUs; on a CPU the switch changes nothing we
+    # could measure, and the results file still says it was on.
+    # CNNREF_TORCH_FP32_PRECISION=bf16 with --precision float32 runs the silent precision bug the
+    # fingerprint exists for: float32 tensors whose oneDNN convolutions and matrix products compute
+    # in bfloat16 (it does change results here, above some size), in a file that claims float32.
+    mode = os.environ.get("CNNREF_TORCH_FP32_PRECISION")
+    if precision.name == "float32" and mode:
+        torch.backends.mkldnn.matmul.fp32_precision = mode
+        torch.backends.mkldnn.conv.fp32_precision = mode
+        return f"float32 with torch.backends.mkldnn.matmul.fp32_precision = torch.backends.mkldnn.conv.fp32_precision = '{mode}'"
+    if precision.name != "tf32":
+        return None
+    torch.backends.mkldnn.matmul.fp32_precision = "tf32"
+    torch.backends.mkldnn.conv.fp32_precision = "tf32"
+    return "tf32: torch.backends.mkldnn.matmul.fp32_precision = torch.backends.mkldnn.conv.fp32_precision = 'tf32'"
+
+
 if __name__ == "__main__":
-    main(f"pytorch {torch.__version__}", run_case, "Runs the CNNReference golden vectors through PyTorch.")
+    main(f"pytorch {torch.__version__}", run_case, "Runs the CNNReference golden vectors through PyTorch.",
+         enter_precision=enter_precision)

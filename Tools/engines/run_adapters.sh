@@ -4,6 +4,10 @@
 #   Tools/engines/run_adapters.sh [--vectors DIR] [--output DIR] [--precisions "float64 float32"]
 #                                 [--install-only] ENGINE...
 #
+# PRECISIONS: any of float64, float32, tf32, float16, bfloat16 (default "float64 float32"). An
+# adapter whose engine cannot compute a precision at all on CPU says so in one line and exits 3;
+# that (engine, precision) pair is skipped, not failed, and writes no results file.
+#
 # ENGINE is pytorch, jax or onnxruntime. For each engine this creates (once) a virtual environment
 # outside the repository, ${CNNREF_VENV_DIR:-$HOME/.cache/cnnref-venvs}/<engine>-<sha256 of
 # requirements-<engine>.txt>, installs the pinned requirements into it, and then runs
@@ -28,7 +32,7 @@ venv_root=${CNNREF_VENV_DIR:-$HOME/.cache/cnnref-venvs}
 engines=()
 
 fail() { echo "run_adapters: $*" >&2; exit 1; }
-usage() { echo "usage: run_adapters.sh [--vectors DIR] [--output DIR] [--precisions \"float64 float32\"] [--install-only] ENGINE... (pytorch, jax, onnxruntime)" >&2; exit 1; }
+usage() { echo "usage: run_adapters.sh [--vectors DIR] [--output DIR] [--precisions \"float64 float32 tf32 float16 bfloat16\"] [--install-only] ENGINE... (pytorch, jax, onnxruntime)" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -51,8 +55,8 @@ for engine in "${engines[@]}"; do
 done
 for p in $precisions; do
     case "$p" in
-        float64|float32) ;;
-        *) fail "unknown precision '$p'; expected float64 or float32" ;;
+        float64|float32|tf32|float16|bfloat16) ;;
+        *) fail "unknown precision '$p'; expected float64, float32, tf32, float16 or bfloat16" ;;
     esac
 done
 if [ $install_only -eq 0 ]; then
@@ -108,8 +112,17 @@ for engine in "${engines[@]}"; do
     [ $install_only -eq 1 ] && continue
     for p in $precisions; do
         result="$output/$engine-$p.json"
-        "$venv/bin/python" "$here/adapter_$engine.py" --vectors "$vectors" --precision "$p" --output "$result" \
-            || fail "$engine: adapter_$engine.py --precision $p failed (exit $?)"
-        echo "run_adapters: $engine: wrote $result" >&2
+        started=$(date +%s%N)
+        "$venv/bin/python" "$here/adapter_$engine.py" --vectors "$vectors" --precision "$p" --output "$result"
+        status=$?
+        tenths=$(( ($(date +%s%N) - started) / 100000000 ))
+        seconds="$((tenths / 10)).$((tenths % 10))"
+        if [ $status -eq 3 ]; then  # the adapter said in one line why the engine cannot compute $p
+            rm -f "$result"  # a results file from an earlier run would pass for this one
+            echo "run_adapters: $engine: skipped $p (not supported by the engine on CPU)" >&2
+            continue
+        fi
+        [ $status -eq 0 ] || fail "$engine: adapter_$engine.py --precision $p failed (exit $status)"
+        echo "run_adapters: $engine: wrote $result in ${seconds}s" >&2
     done
 done

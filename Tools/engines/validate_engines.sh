@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs PyTorch, JAX and ONNX Runtime over Vectors/ (run_adapters.sh), judges every results file with
-# `cnnref validate`, prints one row per engine and precision, and fails when the failing cases differ
-# from known-failures.txt. Usage: validate_engines.sh [CNNREF_BINARY]   (default .build/debug/cnnref)
+# Runs PyTorch, JAX and ONNX Runtime over Vectors/ (run_adapters.sh) at every precision each computes
+# on this CPU, judges every results file with `cnnref validate`, prints one row per engine and
+# precision, and fails when the failing cases differ from known-failures.txt. It also runs PyTorch in
+# float32 with oneDNN's bfloat16 mode on (a file that still claims float32) and prints what
+# `cnnref validate --precision auto` makes of it.
+# Usage: validate_engines.sh [CNNREF_BINARY]   (default .build/debug/cnnref)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -9,12 +12,25 @@ cnnref=${1:-$repo/.build/debug/cnnref}
 [ -x "$cnnref" ] || { echo "validate_engines: $cnnref is not built (swift build --product cnnref)" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+run=(bash "$here/run_adapters.sh" --vectors "$repo/Vectors" --output "$out")
 
-bash "$here/run_adapters.sh" --vectors "$repo/Vectors" --output "$out" pytorch jax onnxruntime
+"${run[@]}" --install-only pytorch jax onnxruntime
+# JAX spends its time compiling each small op on one core: its four precisions run as two
+# processes beside PyTorch and ONNX Runtime. (JAX's TF32 switch changes nothing on a CPU: not run.)
+"${run[@]}" --precisions "float64 float16" jax > "$out/jax-a.log" 2>&1 & a=$!
+"${run[@]}" --precisions "float32 bfloat16" jax > "$out/jax-b.log" 2>&1 & b=$!
+"${run[@]}" --precisions "float64 float32 tf32 float16 bfloat16" pytorch onnxruntime
+torch_python=$(echo "${CNNREF_VENV_DIR:-$HOME/.cache/cnnref-venvs}"/pytorch-"$(sha256sum "$here/requirements-pytorch.txt" | cut -d' ' -f1)"/bin/python)
+CNNREF_TORCH_FP32_PRECISION=bf16 "$torch_python" "$here/adapter_pytorch.py" --vectors "$repo/Vectors" --precision float32 \
+    --output "$out/mismatch-pytorch-float32-mkldnn-bf16.json"
+wait $a || { cat "$out/jax-a.log" >&2; exit 1; }
+wait $b || { cat "$out/jax-b.log" >&2; exit 1; }
+cat "$out/jax-a.log" "$out/jax-b.log" >&2
 
-printf '%-12s %-8s %7s %7s %8s %15s %12s\n' engine precision passed failed skipped not-applicable conventions
+printf '%-12s %-9s %7s %7s %8s %15s %8s %12s\n' engine precision passed failed skipped not-applicable partial conventions
 failing=$(mktemp)
 for results in "$out"/*.json; do
+    case "$(basename "$results")" in mismatch-*) continue ;; esac
     # validate exits 1 when something failed; the comparison with the known list decides.
     "$cnnref" validate "$results" --vectors "$repo/Vectors" --format json > "$results.report" || [ $? -eq 1 ]
     python3 - "$results.report" "$failing" <<'PY'
@@ -22,13 +38,21 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 engine = r["engine"].split()[0]
 conventions = sum(1 for c in r["cases"] for t in c["tensors"] if t["status"] == "convention")
-print(f'{engine:<12} {r["precision"]:<8} {r["passed"]:>7} {r["failed"]:>7} {r["skipped"]:>8} {r["not_applicable"]:>15} {conventions:>12}')
+print(f'{engine:<12} {r["precision"]:<9} {r["passed"]:>7} {r["failed"]:>7} {r["skipped"]:>8} {r["not_applicable"]:>15} {r["partial"]:>8} {conventions:>12}')
 with open(sys.argv[2], "a") as f:
     for c in r["cases"]:
         if c["status"] == "failed":
             f.write(f'{engine} {r["precision"]} {c["id"]}\n')
 PY
 done
+# The precision mismatch: judged as it claims (float32), and fingerprinted.
+mismatch="$out/mismatch-pytorch-float32-mkldnn-bf16.json"
+"$cnnref" validate "$mismatch" --vectors "$repo/Vectors" --precision auto > "$mismatch.auto" || [ $? -eq 1 ]
+echo "pytorch float32 with oneDNN's bf16 mode, claiming float32:"
+grep -A6 '^fingerprint:' "$mismatch.auto" | sed 's/^/  /'
+grep -q '^consistent with.*The results claim float32, which fails float32' "$mismatch.auto" \
+    || { echo "validate_engines: the fingerprint did not catch PyTorch's bf16 mode claiming float32" >&2; exit 1; }
+
 expected=$(grep -v '^#' "$here/known-failures.txt" | awk 'NF {print $1, $2, $3}' | sort)
 actual=$(sort "$failing")
 rm -f "$failing"
