@@ -110,6 +110,9 @@ public struct ErrorScale: Sendable {
     /// What the stored intermediates' roundings act on, where that differs from M (a saved
     /// log-probability log p, rounded, moves p by p·|log p|·u): `storageMagnitude[i]·2^exponent[i]`.
     public var storageMagnitude: [Double]?
+    /// What multiplies an intermediate after it may have been flushed to zero (σ(βx), then times
+    /// x): the underflow term is terms·η_acc·max(1, underflowScale[i]).
+    public var underflowScale: [Double]?
 
     public init(terms: [Double], magnitude: [Double], exponent: [Int]? = nil, storage: Double = 0, isSum: Bool = false,
                 storageMagnitude: [Double]? = nil) {
@@ -132,7 +135,7 @@ public struct ErrorScale: Sendable {
         let stored = storage * max(0, p.outputUnit - p.accumulationUnit) * (storageMagnitude?[i] ?? magnitude[i])
         return scalbn(gamma(terms[i], p.accumulationUnit) * magnitude[i] + stored, exponent[i])
             + (p.outputUnit + 0x1p-53) * golden.magnitude
-            + max(terms[i], 1) * p.underflowUnit + p.outputFormat.smallestNormal
+            + max(terms[i], 1) * p.underflowUnit * max(1, underflowScale?[i] ?? 1) + p.outputFormat.smallestNormal
     }
 
     /// Why element i has no usable bound at precision p, or nil when it has one.
@@ -281,17 +284,20 @@ public enum ErrorModel {
             // σ' = σ·(1 − σ) as engines write it: 1 − σ carries an absolute error of u·σ.
             // exp within 2 ulp (vectorised libraries), then an add and a divide. The
             // backward reads σ as saved in the output format, then 1 − σ, the products.
-            return (constant(8, y.scalars.map(\.magnitude)),
-                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * logistic(x[$0]) }, u, storage: 4)])
+            var dx = constant(8, x.scalars.indices.map { dy[$0].magnitude * logistic(x[$0]) }, u, storage: 4)
+            dx.underflowScale = c.upstream.map { $0.scalars.map(\.magnitude) }   // σ(1 − σ) flushed, times dy
+            return (constant(8, y.scalars.map(\.magnitude)), [dx])
         case is Tanh:
             // 1 − t² carries an absolute error of about 2u·t².
-            return (constant(8, y.scalars.map(\.magnitude)),
-                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (1 + y[$0] * y[$0]) }, u, storage: 4)])
+            var dx = constant(8, x.scalars.indices.map { dy[$0].magnitude * (1 + y[$0] * y[$0]) }, u, storage: 4)
+            dx.underflowScale = c.upstream.map { $0.scalars.map(\.magnitude) }   // 1 − t² flushed, times dy
+            return (constant(8, y.scalars.map(\.magnitude)), [dx])
         case let elu as ELU:
             // For x ≤ 0 engines may form α·eˣ as y + α, which carries an absolute error of u·α.
             // Engines that form α·(eˣ − 1) without expm1 carry an absolute error of about u·α.
-            return (wideConstant(8, x.scalars.indices.map { [y[$0].magnitude, x[$0] > 0 ? 0 : elu.alpha.magnitude] }, storage: 1),
-                    [constant(8, x.scalars.indices.map { dy[$0].magnitude * (x[$0] > 0 ? 1 : exp(x[$0]) * elu.alpha.magnitude + elu.alpha.magnitude) }, u, storage: 3)])
+            var dx = constant(8, x.scalars.indices.map { dy[$0].magnitude * (x[$0] > 0 ? 1 : exp(x[$0]) * elu.alpha.magnitude + elu.alpha.magnitude) }, u, storage: 3)
+            dx.underflowScale = c.upstream.map { $0.scalars.map { $0.magnitude * max(1, elu.alpha.magnitude) } }   // eˣ flushed, times α·dy
+            return (wideConstant(8, x.scalars.indices.map { [y[$0].magnitude, x[$0] > 0 ? 0 : elu.alpha.magnitude] }, storage: 1), [dx])
         case let swish as Swish:
             let beta = swish.beta
             let dxM = x.scalars.indices.map { i -> Double in
@@ -307,8 +313,12 @@ public enum ErrorModel {
                 let bx = beta * x[i]
                 return [y[i].magnitude, y[i].magnitude * bx.magnitude * logistic(-bx)]
             }
-            return (wideConstant(10, yParts, storage: 3),
-                    [constant(10, dxM, u, storage: 4), constant(Double(x.count + 10), [dbM], u, storage: 4, sum: true)])
+            // σ(βx) flushed to zero, then times x (forward) or dy·(1 + |βx|) (backward).
+            var yS = wideConstant(10, yParts, storage: 3)
+            yS.underflowScale = x.scalars.map(\.magnitude)
+            var dx = constant(10, dxM, u, storage: 4)
+            dx.underflowScale = c.upstream.map { up in x.scalars.indices.map { up[$0].magnitude * (1 + (beta * x[$0]).magnitude) } }
+            return (yS, [dx, constant(Double(x.count + 10), [dbM], u, storage: 4, sum: true)])
         case let softmax as Softmax:
             let axis = softmax.axis < 0 ? softmax.axis + x.rank : softmax.axis
             let len = Double(x.shape[axis])
