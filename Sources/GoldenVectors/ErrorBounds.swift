@@ -247,7 +247,8 @@ public enum ErrorModel {
             let n = counting.forward(ones(x), accumulator: PlainSum.self)
             let gn = counting.backward(ones(x), outputGradient: ones(dy))
             let parameterExponents = layer.parameters.map { $0.name == "bias" ? u : a + u }
-            return (scale(n, s, a + b), [scale(gn.input, gs.input, b + u)]
+            // Engines that add the bias after the product sum store that sum first (storage 1).
+            return (scale(n, s, a + b, storage: 1), [scale(gn.input, gs.input, b + u)]
                     + zip(zip(gn.parameters, gs.parameters), parameterExponents).map { scale($0.0, $0.1, $1) })
         case let pool as MaxPool2D:
             let routed = pool.backward(x, outputGradient: abs(dy)).input
@@ -274,8 +275,11 @@ public enum ErrorModel {
             return (constant(Double(d + 1), s.scalars, a + b, storage: 1, sum: true),
                     [constant(Double(m), dx, b + u, storage: 1, sum: true), constant(Double(n), dw, a + u, sum: true),
                      constant(Double(n), db, u, sum: true)])
-        case is ReLU, is LeakyReLU:
+        case is ReLU:
             return (constant(1, y.scalars.map(\.magnitude)), [constant(1, g[0].scalars.map(\.magnitude))])
+        case is LeakyReLU:
+            // Engines may store the slope (a configuration double) in the format: storage 1.
+            return (constant(1, y.scalars.map(\.magnitude), storage: 1), [constant(1, g[0].scalars.map(\.magnitude), storage: 1)])
         case let prelu as PReLU:
             let members = prelu.backward(x, outputGradient: abs(dy)).parameters[0].scalars.map(\.magnitude)
             return (constant(1, y.scalars.map(\.magnitude)),
@@ -286,12 +290,13 @@ public enum ErrorModel {
             // backward reads σ as saved in the output format, then 1 − σ, the products.
             var dx = constant(8, x.scalars.indices.map { dy[$0].magnitude * logistic(x[$0]) }, u, storage: 4)
             dx.underflowScale = c.upstream.map { $0.scalars.map(\.magnitude) }   // σ(1 − σ) flushed, times dy
-            return (constant(8, y.scalars.map(\.magnitude)), [dx])
+            // Composed engines store eˣ, 1 + eˣ and the quotient in the output format (storage 3).
+            return (constant(8, y.scalars.map(\.magnitude), storage: 3), [dx])
         case is Tanh:
             // 1 − t² carries an absolute error of about 2u·t².
             var dx = constant(8, x.scalars.indices.map { dy[$0].magnitude * (1 + y[$0] * y[$0]) }, u, storage: 4)
             dx.underflowScale = c.upstream.map { $0.scalars.map(\.magnitude) }   // 1 − t² flushed, times dy
-            return (constant(8, y.scalars.map(\.magnitude)), [dx])
+            return (constant(8, y.scalars.map(\.magnitude), storage: 3), [dx])
         case let elu as ELU:
             // For x ≤ 0 engines may form α·eˣ as y + α, which carries an absolute error of u·α.
             // Engines that form α·(eˣ − 1) without expm1 carry an absolute error of about u·α.
