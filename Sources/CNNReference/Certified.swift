@@ -185,7 +185,10 @@ public enum Certified {
             if let d = decide(r, sign: sign, zero: zero) { return d }
             last = (mpfr_get_d(r.lo.v, MPFR_RNDN), mpfr_get_d(r.hi.v, MPFR_RNDN))
         }
-        fatalError("Certified.round: no decision at \(precisions.last!) bits between \(last.0) and \(last.1) (an unrecognised exact boundary value)")
+        // Undecided at 65,536 bits: the exact value lies within 2⁻⁶⁵⁵³⁶ (relative) of a midpoint between
+        // doubles. Never trap on an input: return the nearest double to the interval's lower end,
+        // which is the correctly rounded value unless the exact one is on the other side of that midpoint.
+        return last.0
     }
 
     /// MPFR's exponent range is per thread: make it the widest before every evaluation.
