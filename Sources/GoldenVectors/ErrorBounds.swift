@@ -139,13 +139,13 @@ public struct ErrorScale: Sendable {
     }
 
     /// Why element i has no usable bound at precision p, or nil when it has one.
-    public func unjudgeable(_ i: Int, golden: Double, precision p: Precision) -> String? {
+    /// `bound` is `bound(i, golden:, precision:)`, computed once by the caller.
+    public func unjudgeable(_ i: Int, bound b: Double, precision p: Precision) -> String? {
         let m = trueMagnitude(i)
         if magnitude[i].isNaN { return "its error magnitude is NaN (a non-finite value feeds a finite result)" }
         if isSum && m > p.accumulationLimit {
             return "Σ|terms| = \(String(format: "%.3g", m)) exceeds the largest \(p.accumulationUnit == 0x1p-53 ? "float64" : "float32") (\(String(format: "%.3g", p.accumulationLimit))): an engine's sum may overflow, so no rounding bound holds"
         }
-        let b = bound(i, golden: golden, precision: p)
         if !b.isFinite {
             return gamma(terms[i], p.accumulationUnit).isInfinite
                 ? "\(Int(terms[i])) rounding steps at u = \(p.accumulationUnit) leave no finite bound (n·u ≥ 1)"
@@ -156,7 +156,7 @@ public struct ErrorScale: Sendable {
 }
 
 public enum ErrorModel {
-    static func abs(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, scalars: t.scalars.map(\.magnitude)) }
+    static func abs(_ t: Tensor) -> Tensor { t.magnitudes }
     static func ones(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, scalars: Array(repeating: 1, count: t.count)) }
     /// `t`·2⁻ᵏ (exact unless it underflows).
     static func scaled(_ t: Tensor, _ k: Int) -> Tensor { k == 0 ? t : Tensor(shape: t.shape, scalars: t.scalars.map { scalbn($0, -k) }) }

@@ -20,11 +20,13 @@ public struct Fingerprint: Sendable {
 
     public func report(_ p: Precision) -> ValidationReport { reports.first { $0.precision == p }! }
 
+    /// `known`: a report already made for one precision, used instead of judging it again.
     public static func of(engine: String, claimed: Precision? = nil, cases: [Case], results: [String: EngineResult],
-                          unsupported: [String: String] = [:]) -> Fingerprint {
+                          unsupported: [String: String] = [:], known: ValidationReport? = nil) -> Fingerprint {
         var scales = Validator.ScaleCache()
-        return Fingerprint(reports: Precision.tightestFirst.map {
-            Validator.validate(engine: engine, precision: $0, cases: cases, results: results, unsupported: unsupported, scales: &scales)
+        return Fingerprint(reports: Precision.tightestFirst.map { p in
+            if let known, known.precision == p { return known }
+            return Validator.validate(engine: engine, precision: p, cases: cases, results: results, unsupported: unsupported, scales: &scales)
         }, claimed: claimed)
     }
 

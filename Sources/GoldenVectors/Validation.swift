@@ -280,16 +280,17 @@ public enum Validator {
                 let same = (e.isNaN && g.isNaN) || e == g
                 error = same ? 0 : .infinity
                 bound = 0
-            } else if g != e, let why = scale.unjudgeable(i, golden: e, precision: precision) {
-                // (An exact match needs no bound.)
-                // No finite bound: the element cannot be judged, and that never passes.
-                if unjudged == nil { unjudged = (i, why, 0) }
-                unjudged!.count += 1
-                failed = true
-                continue
             } else {
                 error = (g - e).magnitude
                 bound = scale.bound(i, golden: e, precision: precision)
+                // No finite bound: the element cannot be judged, and that never passes (an exact
+                // match needs no bound).
+                if error != 0, let why = scale.unjudgeable(i, bound: bound, precision: precision) {
+                    if unjudged == nil { unjudged = (i, why, 0) }
+                    unjudged!.count += 1
+                    failed = true
+                    continue
+                }
             }
             let ratio = error == 0 ? 0 : (bound == 0 ? .infinity : error / bound)
             if !(ratio <= 1) { failed = true }

@@ -63,8 +63,9 @@ extension CNNRef {
             if let precision { choice = precision } else if let claimed { choice = .exactly(claimed) } else {
                 throw InputError(results, CaseError("precision", "expected float64, float32, tf32, float16 or bfloat16, found \"\(file.precision)\""))
             }
-            func fingerprint() -> Fingerprint {
-                Fingerprint.of(engine: file.engine, claimed: claimed, cases: cases, results: file.results, unsupported: file.unsupported)
+            func fingerprint(known: ValidationReport? = nil) -> Fingerprint {
+                Fingerprint.of(engine: file.engine, claimed: claimed, cases: cases, results: file.results,
+                               unsupported: file.unsupported, known: known)
             }
             let report: ValidationReport, fingerprinted: Fingerprint?, explanation: String?, passed: Bool
             switch choice {
@@ -79,7 +80,8 @@ extension CNNRef {
                 report = Validator.validate(engine: file.engine, precision: declared, cases: cases,
                                             results: file.results, unsupported: file.unsupported)
                 fingerprinted = nil
-                explanation = report.passed ? nil : fingerprint().explanation(claimed: declared)
+                // Only a failing claim is fingerprinted, reusing its report.
+                explanation = report.passed ? nil : fingerprint(known: report).explanation(claimed: declared)
                 passed = report.passed
             }
             switch format {
