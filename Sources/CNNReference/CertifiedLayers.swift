@@ -263,6 +263,34 @@ final class CertifiedSlice {
         }
     }
 
+    /// The backward passes for an upstream with a NaN or an infinity, by IEEE's rules applied to
+    /// the exact formula: p_k > 0 exactly for every finite logit (even when it is below the
+    /// smallest double) and p_k = 0 for −∞, so no value depends on rounding. An infinity times
+    /// p_k = 0, or ∞ − ∞, is NaN.
+    private func infinities(_ values: [Double]) -> (plus: Bool, minus: Bool, nan: Bool) {
+        (values.contains(.infinity), values.contains(-.infinity), values.contains(where: \.isNaN))
+    }
+
+    /// Softmax: p_k·(dy_k − Σ_j dy_j·p_j).
+    func softmaxGradient(nonFinite dy: [Double]) -> [Double] {
+        let terms = zip(x, dy).map { v, g in v == -.infinity ? g * 0 : g }   // dy_j·p_j with p_j = 0: NaN for NaN or ∞
+        let (plus, minus, nan) = infinities(terms)
+        if nan || (plus && minus) { return dy.map { _ in .nan } }
+        let dot: Double = plus ? .infinity : -.infinity   // some finite-logit dy_j is infinite
+        return zip(x, dy).map { v, g in
+            let difference = g - dot                        // NaN when g is dot's infinity
+            return v == -.infinity ? 0 * difference : difference
+        }
+    }
+
+    /// Log-softmax: dy_k − p_k·Σ_j dy_j.
+    func logSoftmaxGradient(nonFinite dy: [Double]) -> [Double] {
+        let (plus, minus, nan) = infinities(dy)
+        if nan || (plus && minus) { return dy.map { _ in .nan } }
+        let total: Double = plus ? .infinity : -.infinity
+        return zip(x, dy).map { v, g in g - (v == -.infinity ? 0 * total : total) }
+    }
+
     /// Log-softmax backward: dy_k − p_k·Σ_j dy_j for finite dy.
     func logSoftmaxGradient(_ dy: [Double]) -> [Double] {
         let n = x.count

@@ -91,20 +91,13 @@ public struct Softmax: AlongAxis {
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         var dx = x.scalars
         for slice in slices(x.shape) {
-            guard let e = ShiftedExponentials(slice.map { x[$0] }) else {
+            guard let s = CertifiedSlice(slice.map { x[$0] }) else {
                 for i in slice { dx[i] = .nan }
                 continue
             }
             let g = slice.map { dy[$0] }
-            if g.allSatisfy(\.isFinite) {
-                let d = CertifiedSlice(slice.map { x[$0] })!.softmaxGradient(g)
-                for (k, i) in slice.enumerated() { dx[i] = d[k] }
-                continue
-            }
-            let p = slice.indices.map(e.probability)
-            var dot = DoubleDoubleSum()
-            for (k, i) in slice.enumerated() { dot.add(DoubleDouble(dy[i]) * p[k]) }
-            for (k, i) in slice.enumerated() { dx[i] = (p[k] * (DoubleDouble(dy[i]) - dot.total)).value }
+            let d = g.allSatisfy(\.isFinite) ? s.softmaxGradient(g) : s.softmaxGradient(nonFinite: g)
+            for (k, i) in slice.enumerated() { dx[i] = d[k] }
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))
     }
@@ -139,19 +132,13 @@ public struct LogSoftmax: AlongAxis {
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         var dx = x.scalars
         for slice in slices(x.shape) {
-            guard let e = ShiftedExponentials(slice.map { x[$0] }) else {
+            guard let s = CertifiedSlice(slice.map { x[$0] }) else {
                 for i in slice { dx[i] = .nan }
                 continue
             }
             let g = slice.map { dy[$0] }
-            if g.allSatisfy(\.isFinite) {
-                let d = CertifiedSlice(slice.map { x[$0] })!.logSoftmaxGradient(g)
-                for (k, i) in slice.enumerated() { dx[i] = d[k] }
-                continue
-            }
-            var total = DoubleDoubleSum()
-            for i in slice { total.add(DoubleDouble(dy[i])) }
-            for (k, i) in slice.enumerated() { dx[i] = (DoubleDouble(dy[i]) - e.probability(k) * total.total).value }
+            let d = g.allSatisfy(\.isFinite) ? s.logSoftmaxGradient(g) : s.logSoftmaxGradient(nonFinite: g)
+            for (k, i) in slice.enumerated() { dx[i] = d[k] }
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))
     }

@@ -58,6 +58,7 @@ public struct Catalogue: Sendable {
         losses()
         perFormatFamilies()
         probes()
+        certifiedEdges()
     }
 
     // MARK: - Building blocks

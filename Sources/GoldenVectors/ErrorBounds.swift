@@ -107,21 +107,16 @@ public struct ErrorScale: Sendable {
     public var exponent: [Int]
     public var storage: Double = 0
     public var isSum = false
-    /// What the stored intermediates' roundings act on, where that differs from M (a saved
-    /// log-probability log p, rounded, moves p by p·|log p|·u): `storageMagnitude[i]·2^exponent[i]`.
-    public var storageMagnitude: [Double]?
     /// What multiplies an intermediate after it may have been flushed to zero (σ(βx), then times
     /// x): the underflow term is terms·η_acc·max(1, underflowScale[i]).
     public var underflowScale: [Double]?
 
-    public init(terms: [Double], magnitude: [Double], exponent: [Int]? = nil, storage: Double = 0, isSum: Bool = false,
-                storageMagnitude: [Double]? = nil) {
+    public init(terms: [Double], magnitude: [Double], exponent: [Int]? = nil, storage: Double = 0, isSum: Bool = false) {
         self.terms = terms
         self.magnitude = magnitude
         self.exponent = exponent ?? Array(repeating: 0, count: magnitude.count)
         self.storage = storage
         self.isSum = isSum
-        self.storageMagnitude = storageMagnitude
     }
 
     /// M of element i, as a double (∞ when it exceeds the double range).
@@ -132,7 +127,7 @@ public struct ErrorScale: Sendable {
     /// accumulation and of the output format (engines that flush subnormals pass),
     /// 2⁻⁵³·|golden| the golden value's own rounding.
     public func bound(_ i: Int, golden: Double, precision p: Precision) -> Double {
-        let stored = storage * max(0, p.outputUnit - p.accumulationUnit) * (storageMagnitude?[i] ?? magnitude[i])
+        let stored = storage * max(0, p.outputUnit - p.accumulationUnit) * magnitude[i]
         return scalbn(gamma(terms[i], p.accumulationUnit) * magnitude[i] + stored, exponent[i])
             + (p.outputUnit + 0x1p-53) * golden.magnitude
             + max(terms[i], 1) * p.underflowUnit * max(1, underflowScale?[i] ?? 1) + p.outputFormat.smallestNormal
@@ -153,6 +148,13 @@ public struct ErrorScale: Sendable {
         }
         return nil
     }
+}
+
+/// Σ values (non-negative), capped at the largest double: an underflow multiplier that stays
+/// finite when upstreams near ±1.8e308 add past the range (η·1.8e308 is then already far
+/// below the other terms of such an element's bound).
+func finiteTotal(_ values: [Double]) -> Double {
+    min(values.reduce(0, +), .greatestFiniteMagnitude)
 }
 
 public enum ErrorModel {
@@ -208,7 +210,6 @@ public enum ErrorModel {
             for i in p.magnitude.indices where !p.trueMagnitude(i).isFinite && !p.magnitude[i].isNaN {
                 out.magnitude[i] = w.magnitude[i]
                 out.exponent[i] = w.exponent[i]
-                if let ws = w.storageMagnitude { out.storageMagnitude?[i] = ws[i] }
             }
             return out
         }
@@ -327,39 +328,56 @@ public enum ErrorModel {
         case let softmax as Softmax:
             let axis = softmax.axis < 0 ? softmax.axis + x.rank : softmax.axis
             let len = Double(x.shape[axis])
-            var dxM = [Double](repeating: 0, count: x.count)
+            var yM = [Double](repeating: 0, count: x.count), dxM = yM, flushed = yM
+            let up = c.upstream?.scalars.map(\.magnitude) ?? []
             for slice in AxisSlices(shape: x.shape, axis: axis).all {
-                let dot = slice.reduce(0.0) { $0 + (dy[$1] * y[$1]).magnitude }
-                for i in slice { dxM[i] = y[i].magnitude * (dy[i].magnitude + dot) }
+                // x − m is rounded once: p = e^(x − m)/S moves by p·|x − m|·u (exp's condition).
+                let m = slice.map { x[$0] }.max() ?? 0
+                let p = slice.map { i in x[i].isFinite && m.isFinite ? y[i].magnitude * (1 + (x[i] - m).magnitude) : y[i].magnitude }
+                let dot = zip(slice, p).reduce(0.0) { $0 + dy[$1.0].magnitude * $1.1 }
+                let upTotal = finiteTotal(slice.map { up.isEmpty ? 0 : up[$0] })
+                for (k, i) in slice.enumerated() {
+                    yM[i] = p[k]
+                    dxM[i] = p[k] * (dy[i].magnitude + dot)
+                    // p_k (or a p_j of the dot product) flushed to zero, then times the upstream:
+                    // at most η·(|dy_k| + Σ|dy_j|) ≤ 2η·Σ|dy_j|, within terms·η·Σ|dy_j| (terms ≥ 2).
+                    flushed[i] = upTotal
+                }
             }
             // Stored in the output format: x − m, each exponential, the saved y.
-            return (constant(len + 6, y.scalars.map(\.magnitude), storage: 3), [constant(len + 8, dxM, u, storage: 3)])
+            var dx = constant(len + 8, dxM, u, storage: 3)
+            dx.underflowScale = flushed
+            return (constant(len + 6, yM, storage: 3), [dx])
         case let logSoftmax as LogSoftmax:
             let axis = logSoftmax.axis < 0 ? logSoftmax.axis + x.rank : logSoftmax.axis
             let len = Double(x.shape[axis])
-            var yParts = [[Double]](repeating: [], count: x.count), dxM = [Double](repeating: 0, count: x.count)
-            var dxS = [Double](repeating: 0, count: x.count)
+            var yParts = [[Double]](repeating: [], count: x.count)
+            var dxS = [Double](repeating: 0, count: x.count), flushedTotal = dxS
+            let up = c.upstream?.scalars.map(\.magnitude) ?? []
             for slice in AxisSlices(shape: x.shape, axis: axis).all {
                 let m = slice.map { x[$0] }.max() ?? 0
                 let logSum = log(slice.reduce(0.0) { $0 + exp(x[$1] - m) })
                 let total = slice.reduce(0.0) { $0 + dy[$1].magnitude }
+                let upTotal = finiteTotal(slice.map { up.isEmpty ? 0 : up[$0] })
                 for i in slice {
+                    flushedTotal[i] = upTotal
                     // y = x − (m + log S): the magnitudes of x, m and log S, and the absolute
                     // error u of log S once S ≥ 1 is rounded (no log1p assumed).
                     yParts[i] = [x[i].magnitude, m.magnitude, logSum, 1]
-                    dxM[i] = dy[i].magnitude + exp(y[i]) * total
                     // The backward reads y as stored: e^y moves by e^y·|y|·u.
                     dxS[i] = dy[i].magnitude + (y[i].isFinite ? exp(y[i]) * (1 + y[i].magnitude) : 0) * total
                 }
             }
-            var dx = constant(len + 6, dxM, u, storage: 3)
-            dx.storageMagnitude = dxS
+            // The stored y's rounding acts at every precision (float64 engines also save y):
+            // the magnitude is dxS, and e^y flushed to zero is then times Σ|dy|.
+            var dx = constant(len + 6, dxS, u, storage: 3)
+            dx.underflowScale = flushedTotal
             return (wideConstant(len + 6, yParts, storage: 3), [dx])
         case let ce as SoftmaxCrossEntropy:
             let (n, cl) = (x.shape[0], x.shape[1])
             let divisor = ce.reduction == .mean ? Double(n) : 1
             var lossParts: [Double] = []
-            var dxM = [Double](repeating: 0, count: x.count), dxS = [Double](repeating: 0, count: x.count)
+            var dxS = [Double](repeating: 0, count: x.count)
             for i in 0..<n {
                 let row = Array(x.scalars[i * cl..<(i + 1) * cl])
                 let m = row.max() ?? 0
@@ -368,13 +386,13 @@ public enum ErrorModel {
                 lossParts += [log(s), row[ce.labels[i]].magnitude, m.magnitude, 1].map { $0 / divisor }
                 for j in 0..<cl {
                     let p = exp(row[j] - m) / s
-                    dxM[i * cl + j] = (p + (j == ce.labels[i] ? 1 : 0)) / divisor * dy[0].magnitude
                     // Engines save log p in the output format and take exp: p moves by p·|log p|·u.
                     dxS[i * cl + j] = ((p > 0 ? p * (1 + (row[j] - m - log(s)).magnitude) : 0) + (j == ce.labels[i] ? 1 : 0)) / divisor * dy[0].magnitude
                 }
             }
-            var dx = constant(Double(cl + 8), dxM, u, storage: 3)
-            dx.storageMagnitude = dxS
+            // Engines that save log p round it at every precision (float64 too): the magnitude is dxS.
+            var dx = constant(Double(cl + 8), dxS, u, storage: 3)
+            dx.underflowScale = x.scalars.map { _ in dy[0].magnitude / divisor }   // p flushed, times dy/N
             return (wideConstant(Double(cl + n + 8), [lossParts], storage: 3), [dx])
         case let hinge as MulticlassHinge:
             let (n, cl) = (x.shape[0], x.shape[1])

@@ -170,8 +170,15 @@ struct Run {
     let upstream: Tensor
     let configuration: GradientCheckConfiguration
     let analytic: Gradients
-    /// Σ|upstreamᵢ·yᵢ| at the point: the scale of the objective's rounding noise.
+    /// Σ|upstreamᵢ·yᵢ| at the point, plus Σ|upstreamᵢ|·2⁻¹⁰²³ for the absolute rounding
+    /// (half a subnormal step, with c's margin) of each output: the scale of the
+    /// objective's rounding noise.
     let scale: Double
+    /// An output of a layer that is not a sum of products lies below 2⁻⁹⁶⁸, where
+    /// double-double's low word is subnormal and its evaluation no better than a few
+    /// subnormal steps: the objective then uses the correctly rounded forward pass,
+    /// whose error is within the absolute term of `scale`.
+    let nearUnderflow: Bool
     /// L at the point; when it is not finite there is nothing to differentiate.
     let baseObjective: Double
     /// For a `SumOfProducts` layer, element checks evaluate L with plain loops, whose
@@ -199,7 +206,8 @@ struct Run {
         self.configuration = configuration
         analytic = layer.backward(input, outputGradient: upstream)
         let y = layer.forward(input, accumulator: CompensatedSum.self)
-        scale = zip(upstream.scalars, y.scalars).reduce(0) { $0 + ($1.0 * $1.1).magnitude }
+        scale = zip(upstream.scalars, y.scalars).reduce(0) { $0 + ($1.0 * $1.1).magnitude + $1.0.magnitude * 0x1p-1023 }
+        nearUnderflow = !(layer is any SumOfProducts) && y.scalars.contains { $0 != 0 && $0.magnitude < 0x1p-968 }
         let u = upstream.scalars
         baseObjective = CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
         if layer is any SumOfProducts && configuration.elementwise {
@@ -235,7 +243,10 @@ struct Run {
     func objective(piece: [Int]? = nil, plainLoops: Bool = false) -> Double {
         let y: Tensor
         if let piece, let piecewise = layer as? any PiecewiseSmooth {
-            y = piecewise.forward(input, piece: piece, accumulator: CompensatedSum.self)
+            y = nearUnderflow ? piecewise.forward(input, piece: piece, accumulator: CorrectlyRounded.self)
+                : piecewise.forward(input, piece: piece, accumulator: CompensatedSum.self)
+        } else if nearUnderflow {
+            y = layer.forward(input, accumulator: CorrectlyRounded.self)
         } else if plainLoops {
             y = layer.forward(input, accumulator: PlainSum.self)
             let u = upstream.scalars
@@ -520,7 +531,9 @@ struct Run {
         }
         checks.append(StructuralCheck(name: "gradient shapes", passed: shapesMatch, detail: shapeDetail))
         let zero = layer.backward(input, outputGradient: Tensor(zeros: upstream.shape))
-        let allZero = (zero.input.scalars + zero.parameters.flatMap(\.scalars)).allSatisfy { $0 == 0 }
+        // 0·NaN and 0·∞ are NaN: a non-finite input or parameter may make a zero upstream's gradient NaN.
+        let finite = (input.scalars + layer.parameters.flatMap(\.tensor.scalars)).allSatisfy(\.isFinite)
+        let allZero = (zero.input.scalars + zero.parameters.flatMap(\.scalars)).allSatisfy { $0 == 0 || (!finite && $0.isNaN) }
         checks.append(StructuralCheck(name: "zero upstream gives zero", passed: allZero,
                                       detail: allZero ? "exact zeros" : "a zero upstream gave a nonzero gradient"))
         if let piecewise = layer as? any PiecewiseSmooth {

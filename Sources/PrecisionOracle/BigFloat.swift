@@ -23,6 +23,7 @@ final class BigFloat {
     /// The nearest double (ties to even).
     var double: Double { mpfr_get_d(value, MPFR_RNDN) }
     var isNaN: Bool { mpfr_nan_p(value) != 0 }
+    var isFinite: Bool { mpfr_number_p(value) != 0 }
     var sign: Int { Int(mpfr_sgn(value)) }
 
     static func binary(_ a: BigFloat, _ b: BigFloat,

@@ -274,7 +274,8 @@ public enum Oracle {
                     g.sum.add(dy[i])
                     groups[values[k]] = (g.count + 1, g.sum, g.first)
                 }
-                let anyNaN = slice.contains { dy[$0].isNaN }
+                // An infinite or NaN upstream: dy_k − dot by IEEE's rules (∞ − ∞ and ∞·0 are NaN).
+                let anyNaN = slice.contains { !dy[$0].isFinite }
                 /// Σ_g e^(v_g − m)·(n_g·dy_k − D_g) / S with every coefficient exact: no
                 /// cancellation beyond the true one (for slices up to 64 wide; wider slices
                 /// use dy_k − dot at the doubling precisions).
@@ -287,7 +288,7 @@ public enum Oracle {
                     return total2 / total
                 }
                 let means = groups.values.map { $0.sum / BigFloat($0.count) }
-                let uniform = means.allSatisfy { $0 == means[0] } && !slice.contains { dy[$0].isNaN }
+                let uniform = means.allSatisfy { $0 == means[0] } && !anyNaN
                 let m = values.max()!
                 for (k, i) in slice.enumerated() {
                     if c.layer == "softmax" {

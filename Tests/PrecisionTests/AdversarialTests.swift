@@ -119,8 +119,7 @@ struct SplitMix {
         for k in 0..<60 {
             let (rows, width) = (6, 2 + r.below(6))
             var x = (0..<rows).flatMap { _ in Self.slice(&r, width) }
-            // Finite upstreams: an infinite one goes through the double-double path (IEEE), not certified.
-            var dy = Self.upstream(&r, x.count).map { $0.isInfinite ? Double.greatestFiniteMagnitude.withSign($0.sign) : $0 }
+            var dy = Self.upstream(&r, x.count)
             switch k % 4 {
             case 0: let u = dy[0]; dy = dy.map { _ in u }                     // uniform upstream
             case 1: for i in dy.indices where i % width == 1 { dy[i] = -dy[i - 1] }
@@ -128,6 +127,8 @@ struct SplitMix {
             }
             if k % 9 == 2 { x[r.below(x.count)] = .nan }
             if k % 9 == 5 { dy[r.below(dy.count)] = .nan }
+            if k % 7 == 3 { dy[r.below(dy.count)] = r.pick([.infinity, -.infinity]) }
+            if k % 14 == 6 { dy[r.below(dy.count)] = .infinity; dy[r.below(dy.count)] = -.infinity }
             cases.append(Case(id: "\(layer)/adversarial-\(k)", layer: layer, config: [("axis", .number("1"))],
                               inputs: [NamedTensor("x", Tensor(shape: [rows, width], scalars: x))],
                               upstream: Tensor(shape: [rows, width], scalars: dy)))
