@@ -10,7 +10,7 @@ public enum CaseFormat {
     /// The tensors a layer's `expected` block holds: its output, then the gradient of its
     /// data input and of every parameter, each with its shape.
     public static func expectedLayout(_ layer: any Layer, input: [Int], output: [Int]) -> (outputs: [(String, [Int])], gradients: [(String, [Int])]) {
-        ([(layer.outputName, output)],
+        ([(layer.outputName, output)] + layer.auxiliaryOutputShapes(forInput: input),
          [(layer.inputName, input)] + layer.parameters.map { ($0.name, $0.tensor.shape) })
     }
 
@@ -135,14 +135,24 @@ public struct CaseDecoder: Sendable {
         guard let inputsJSON = try top.optional("inputs") else { throw CaseError("inputs", "missing required field") }
         var inputReader = try ObjectReader(inputsJSON, path: "inputs")
         var inputs: [NamedTensor] = []
-        for name in spec.inputs {
+        var inputNames = spec.inputs
+        if let prefix = spec.variadicPrefix {
+            // x0, x1, … in order, as many as the case gives; a gap ends the list and the
+            // unknown-field check below names the stray one.
+            inputNames = Array((0...).lazy.map { "\(prefix)\($0)" }.prefix { name in inputReader.members.contains { $0.0 == name } })
+            guard inputNames.count >= 2 else {
+                throw CaseError("inputs.\(prefix)\(inputNames.count)", "missing: \(layer) needs at least two data inputs \(prefix)0, \(prefix)1, … (found \(inputNames.count))")
+            }
+            inputNames += spec.inputs
+        }
+        for name in inputNames {
             if let t = try inputReader.optional(name) {
                 inputs.append(NamedTensor(name, try decodeTensor(t, path: "inputs.\(name)", budget: &budget)))
             } else if !spec.optionalInputs.contains(name) {
                 throw CaseError("inputs.\(name)", "missing required input of \(layer) (inputs: \(spec.inputs.joined(separator: ", ")))")
             }
         }
-        try inputReader.rejectUnknown(expected: spec.inputs)
+        try inputReader.rejectUnknown(expected: inputNames)
         var labels: [Int]? = nil
         if let l = try top.optional("labels") {
             guard spec.isLoss else { throw CaseError("labels", "\(layer) takes no labels (only losses do)") }
@@ -417,6 +427,9 @@ public struct LayerSpec: Sendable {
     public let isLoss: Bool
     public let configFields: [String]
     let build: @Sendable (inout ConfigReader, [String: Tensor], [Int]) throws(CaseError) -> any Layer
+    /// For add and concat: the data inputs are `prefix0, prefix1, …` (at least two),
+    /// before the named `inputs`.
+    public var variadicPrefix: String? = nil
 }
 
 /// Every layer id of the case format and how to build it.
@@ -483,7 +496,35 @@ public enum LayerRegistry {
             let margin = try c.double("margin", meaning: "the hinge margin Δ; the lecture uses 1")
             return MulticlassHinge(labels: labels, margin: margin, reduction: try c.reduction())
         },
+        LayerSpec(id: Add.id, inputs: [], optionalInputs: [], isLoss: false, configFields: [], build: { _, t, _ in
+            Add(others: others(t))
+        }, variadicPrefix: "x"),
+        LayerSpec(id: Concat.id, inputs: [], optionalInputs: [], isLoss: false, configFields: ["axis"], build: { c, t, _ throws(CaseError) in
+            Concat(axis: try c.int("axis", default: nil), others: others(t))
+        }, variadicPrefix: "x"),
+        LayerSpec(id: Flatten.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["start_axis"]) { c, _, _ throws(CaseError) in
+            Flatten(startAxis: try c.int("start_axis", default: 1))
+        },
+        LayerSpec(id: Dropout.id, inputs: ["x", "mask"], optionalInputs: [], isLoss: false, configFields: ["p"]) { c, t, _ throws(CaseError) in
+            let p = try c.double("p", meaning: "the drop probability; the kept elements are scaled by 1/(1 − p)")
+            guard p >= 0 && p < 1 else {
+                throw CaseError("config.p", "expected 0 ≤ p < 1 (the kept elements are scaled by 1/(1 − p) = 1/\(1 - p)), found \(p)")
+            }
+            let mask = t["mask"]!
+            if let k = mask.scalars.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+                throw CaseError("inputs.mask.data[\(k)]", "expected 0 (dropped) or 1 (kept), found \(mask[k])")
+            }
+            return Dropout(p: p, mask: mask)
+        },
+        LayerSpec(id: AdaptiveAvgPool2D.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["output_size"]) { c, _, _ throws(CaseError) in
+            AdaptiveAvgPool2D(outputSize: try c.ints("output_size", count: 2, minimum: 1, default: nil, meaning: "[oh, ow]; [1, 1] is global average pooling"))
+        },
     ]
+
+    /// x1, x2, … of a variadic layer, in order (the decoder has checked they are consecutive).
+    static func others(_ t: [String: Tensor]) -> [Tensor] {
+        (1...).lazy.map { t["x\($0)"] }.prefix { $0 != nil }.map { $0! }
+    }
 
     public static var ids: [String] { specs.map(\.id) }
     public static func spec(_ id: String) -> LayerSpec? { specs.first { $0.id == id } }
@@ -556,14 +597,14 @@ extension Case {
         let g = layer.backward(x, outputGradient: dy)
         var out = self
         out.config = layer.configuration
-        out.inputs = [NamedTensor(layer.inputName, x)] + layer.parameters
+        out.inputs = [NamedTensor(layer.inputName, x)] + layer.parameters + layer.buffers
         out.notes = notes.filter { !$0.hasPrefix("\(self.layer): ") } + layer.notes(forInput: x.shape)
-        if !layer.parameters.isEmpty {
-            let parts = layer.parameters.map { "\($0.name) \($0.tensor.shape.shapeText) = \($0.tensor.count)" }
+        if !layer.learnableParameters.isEmpty {
+            let parts = layer.learnableParameters.map { "\($0.name) \($0.tensor.shape.shapeText) = \($0.tensor.count)" }
             out.notes.append("\(self.layer): \(layer.parameterCount) learnable parameters: \(parts.joined(separator: ", "))")
         }
         out.expected = Expected(
-            outputs: [NamedTensor(layer.outputName, y)],
+            outputs: [NamedTensor(layer.outputName, y)] + layer.auxiliaryOutputs(x),
             gradients: [NamedTensor(layer.inputName, g.input)]
                 + zip(layer.parameters, g.parameters).map { NamedTensor($0.name, $1) })
         return out

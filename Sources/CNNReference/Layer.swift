@@ -38,6 +38,25 @@ public protocol Layer: Sendable {
 
     /// The configuration as the case format writes it, every field explicit.
     var configuration: [(String, JSON)] { get }
+
+    // Several inputs and outputs (issue 14). The defaults describe the sixteen
+    // single-input, single-output layers, whose cases do not change.
+
+    /// The data inputs in case-format order: `[inputName]`, or `x0, x1, …` for add
+    /// and concat. The first is the `x` of `forward` and `backward`; the others ride
+    /// in `parameters` under their names, so every data input has a gradient, is
+    /// perturbed by the gradient checker and appears in `expected.gradients` in order,
+    /// with no second path through the tools. They are not learnable: `parameterCount`
+    /// leaves them out.
+    var dataInputNames: [String] { get }
+    /// Inputs without gradients (batch norm's running statistics, dropout's mask):
+    /// written in `inputs` after the parameters, never in `expected.gradients`.
+    var buffers: [NamedTensor] { get }
+    /// The outputs after the first (batch norm's updated running statistics), with
+    /// their shapes: no upstream gradient flows into them.
+    func auxiliaryOutputShapes(forInput shape: [Int]) -> [(String, [Int])]
+    /// Their values at `x`, in `auxiliaryOutputShapes` order, each correctly rounded.
+    func auxiliaryOutputs(_ x: Tensor) -> [NamedTensor]
 }
 
 /// A layer that is smooth except where its forward pass switches between
@@ -72,12 +91,19 @@ extension Layer {
     public func notes(forInput shape: [Int]) -> [String] { [] }
     public func activeSet(_ x: Tensor) -> [Int] { [] }
     public var configuration: [(String, JSON)] { [] }
+    public var dataInputNames: [String] { [inputName] }
+    public var buffers: [NamedTensor] { [] }
+    public func auxiliaryOutputShapes(forInput shape: [Int]) -> [(String, [Int])] { [] }
+    public func auxiliaryOutputs(_ x: Tensor) -> [NamedTensor] { [] }
+
+    /// The parameters that are learnable: `parameters` without the further data inputs.
+    public var learnableParameters: [NamedTensor] { parameters.filter { !dataInputNames.contains($0.name) } }
 
     /// The forward pass with every sum of products correctly rounded.
     public func forward(_ x: Tensor) -> Tensor { forward(x, accumulator: CorrectlyRounded.self) }
 
     /// The number of learnable scalars (the lecture's 760 for ten 5x5x3 filters with biases).
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.tensor.count } }
+    public var parameterCount: Int { learnableParameters.reduce(0) { $0 + $1.tensor.count } }
 
     /// The parameter named `name`, if the layer has one.
     public func parameter(_ name: String) -> Tensor? { parameters.first { $0.name == name }?.tensor }

@@ -205,19 +205,22 @@ public struct AvgPool2D: SumOfProducts {
         let divisors = divisors(forInput: x.shape)
         var dx = [Double](repeating: 0, count: x.count)
         window.forEachCell(input: x.shape) { cell, outs in
-            let ds = outs.map { divisors[$0 % divisors.count] }
-            guard let l = ds.reduce(Optional(1), { partial, d in partial.flatMap { lcm($0, d) } }) else {
-                // Divisors whose lcm exceeds 2⁵³ (huge windows): Σ dy/d in double-double, rounded once.
-                var total = DoubleDoubleSum()
-                for (o, d) in zip(outs, ds) { total.add(DoubleDouble(dy[o]) / DoubleDouble(Double(d))) }
-                dx[cell] = total.total.value
-                return
-            }
-            dx[cell] = CorrectlyRounded.sum(dividedBy: Double(l)) { acc in
-                for (o, d) in zip(outs, ds) { acc.add(dy[o], times: Double(l / d)) }
-            }
+            dx[cell] = dividedSum(outs.map { (dy[$0], divisors[$0 % divisors.count]) })
         }
         return Gradients(input: Tensor(shape: x.shape, scalars: dx))
+    }
+}
+
+/// Σ gᵢ/dᵢ for positive integers dᵢ, rounded once (average pooling's gradient at a cell).
+func dividedSum(_ terms: [(Double, Int)]) -> Double {
+    guard let l = terms.reduce(Optional(1), { partial, t in partial.flatMap { lcm($0, t.1) } }) else {
+        // Divisors whose lcm exceeds 2⁵³ (huge windows): Σ dy/d in double-double, rounded once.
+        var total = DoubleDoubleSum()
+        for (g, d) in terms { total.add(DoubleDouble(g) / DoubleDouble(Double(d))) }
+        return total.total.value
+    }
+    return CorrectlyRounded.sum(dividedBy: Double(l)) { acc in
+        for (g, d) in terms { acc.add(g, times: Double(l / d)) }
     }
 }
 

@@ -33,7 +33,8 @@ public struct Work: Sendable, CustomStringConvertible {
     /// The work of `layer` on an input of shape `shape` (already checked by `outputShape`).
     public static func of(_ layer: any Layer, input shape: [Int], output: [Int]) -> Work {
         let outputs = output.reduce(1, *)
-        let inputs = shape.reduce(1, *) + layer.parameterCount
+        // Every tensor the layer reads: the data inputs after the first ride in `parameters`.
+        let inputs = shape.reduce(1, *) + layer.parameters.reduce(0) { $0 + $1.tensor.count }
         let id = type(of: layer).id
         func axisTaps(_ w: SpatialWindows) -> [(Int, String)] {
             [(w.rows.tapsInsideTotal, "row taps inside the input (Σ over the \(w.rows.outputSize) window rows)"),

@@ -59,6 +59,7 @@ public struct Catalogue: Sendable {
         perFormatFamilies()
         probes()
         certifiedEdges()
+        architectureLayers()
     }
 
     // MARK: - Building blocks
@@ -181,6 +182,11 @@ public struct Catalogue: Sendable {
         Softmax.id: "Softmax along config.axis with the maximum subtracted; -Infinity entries give 0; a slice of all -Infinity gives NaN.",
         LogSoftmax.id: "Log-softmax along config.axis with the maximum subtracted.",
         SoftmaxCrossEntropy.id: "Cross-entropy of softmax(scores) with integer labels, from logits, unweighted, no label smoothing; reduction mean divides the sum over rows by N.",
+        Add.id: "y = x0 + x1 + ... elementwise (residual connections), the exact sum rounded once; -0 + -0 = -0, any other exact zero +0; every input's gradient is dL/dy.",
+        Concat.id: "Inputs x0, x1, ... joined along config.axis (0-based; NCHW axis 1 is channels, GoogLeNet/DenseNet), equal on every other axis; an exact copy; each input's gradient is its slab of dL/dy (torch.cat, ONNX Concat).",
+        Flatten.id: "Axes start_axis ... rank-1 merged row-major (PyTorch flatten(start_dim), default 1); ONNX Flatten(axis) always gives rank 2 [prod(shape[..<axis]), prod(shape[axis...])]: the same elements, and the same shape when start_axis is 1 (or 0, with a leading 1); an exact copy.",
+        Dropout.id: "Inverted dropout with the mask given (0 dropped, 1 kept, no gradient): y = x*mask/(1 - p) with 1/(1 - p) the real value for the double p, x/(1 - p) rounded once; a dropped element is x*0 (sign of x; NaN for infinite x); dx = dy*mask/(1 - p) (PyTorch F.dropout in training).",
+        AdaptiveAvgPool2D.id: "Layout NCHW; output row i averages input rows floor(i*H/oh) ..< ceil((i+1)*H/oh), columns likewise (PyTorch adaptive_avg_pool2d); windows may overlap or differ in size; [1, 1] is global average pooling (ONNX GlobalAveragePool); each output the exact window sum divided once, each gradient the exact sum of dy/size over covering windows rounded once.",
         MulticlassHinge.id: "Multiclass SVM (Weston-Watkins) loss: L_i = sum over j != y_i of max(0, s_j - s_y + margin), no division by C (PyTorch's MultiMarginLoss divides by C), power 1; a term exactly at 0 contributes nothing and has gradient 0; reduction mean divides by N.",
     ]
 

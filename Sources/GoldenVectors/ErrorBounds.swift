@@ -251,6 +251,27 @@ public enum ErrorModel {
             // Engines that add the bias after the product sum store that sum first (storage 1).
             return (scale(n, s, a + b, storage: 1), [scale(gn.input, gs.input, b + u)]
                     + zip(zip(gn.parameters, gs.parameters), parameterExponents).map { scale($0.0, $0.1, $1) })
+        case let pool as AdaptiveAvgPool2D:
+            // As avgpool2d: a window sum and one division; a cell's gradient sums dy/size over
+            // the windows covering it (more than one where windows overlap or the output is larger).
+            let (h, w) = (x.shape[2], x.shape[3])
+            let rows = AdaptiveAvgPool2D.windows(input: h, output: pool.outputSize[0]), cols = AdaptiveAvgPool2D.windows(input: w, output: pool.outputSize[1])
+            let area = (rows.map(\.count).max() ?? 1) * (cols.map(\.count).max() ?? 1)
+            let cover = (0..<h).map { r in rows.filter { $0.contains(r) }.count }.max()! * (0..<w).map { c in cols.filter { $0.contains(c) }.count }.max()!
+            let s = pool.forward(abs(x), accumulator: PlainSum.self)
+            let gs = pool.backward(x, outputGradient: abs(dy))
+            return (constant(Double(area + 1), s.scalars, sum: true), [constant(Double(cover + 1), gs.input.scalars, u, sum: true)])
+        case is Add:
+            // A float loop over the k inputs: γ_k·Σₖ|xₖ|; every gradient is a copy of dy.
+            let s = withParameters(abs).forward(abs(x), accumulator: PlainSum.self)
+            return (constant(Double(layer.parameters.count + 1), s.scalars, sum: true), g.map { constant(0, $0.scalars.map { _ in 0 }) })
+        case is Concat, is Flatten:
+            // Copies: only exact agreement passes.
+            return (constant(0, y.scalars.map { _ in 0 }), g.map { constant(0, $0.scalars.map { _ in 0 }) })
+        case is Dropout:
+            // x·mask·scale with the scale fl(1/(1 − p)) stored in the format (storage 1) and
+            // up to two products: three roundings of |y|, the same for dx.
+            return (constant(3, y.scalars.map(\.magnitude), storage: 1), [constant(3, g[0].scalars.map(\.magnitude), storage: 1)])
         case let pool as MaxPool2D:
             let routed = pool.backward(x, outputGradient: abs(dy)).input
             let count = pool.backward(x, outputGradient: ones(dy)).input

@@ -354,6 +354,50 @@ public enum Oracle {
             }
             return ([("loss", [loss / divisor])], [("scores", grad)])
 
+        case "add":
+            // x0 + x1 + … in MPFR from x0 (so −0 + −0 stays −0); every gradient is dy.
+            let names = c.inputs.map(\.name)
+            let y = big(input(names[0]))
+            for n in names.dropFirst() { for (i, v) in input(n).enumerated() { y[i].add(BigFloat(v)) } }
+            return ([("y", y)], names.map { ($0, dy) })
+
+        case "concat":
+            let names = c.inputs.map(\.name), axis = int("axis", 0)
+            let outer = shape(names[0])[..<axis].reduce(1, *), inner = shape(names[0])[(axis + 1)...].reduce(1, *)
+            var y: Values = [], grads: [[Int]] = names.map { _ in [] }
+            for o in 0..<outer { for (k, n) in names.enumerated() {
+                let slab = shape(n)[axis] * inner
+                for j in 0..<slab { grads[k].append(y.count); y.append(BigFloat(input(n)[o * slab + j])) }
+            } }
+            return ([("y", y)], zip(names, grads).map { n, at in (n, at.map { dy[$0] }) })
+
+        case "flatten":
+            return ([("y", big(input("x")))], [("x", dy)])
+
+        case "dropout":
+            // x·mask/(1 − p) with 1 − p exact in MPFR.
+            let keep = BigFloat.one - BigFloat(double("p"))
+            let mask = input("mask")
+            func scaled(_ v: BigFloat, _ i: Int) -> BigFloat { v * BigFloat(mask[i]) / keep }
+            return ([("y", input("x").indices.map { scaled(BigFloat(input("x")[$0]), $0) })], [("x", dy.indices.map { scaled(dy[$0], $0) })])
+
+        case "adaptive_avgpool2d":
+            let x = input("x"), sx = shape("x"), out = ints("output_size", [1, 1])
+            let (h, w, oh, ow) = (sx[2], sx[3], out[0], out[1])
+            // Window i of n cells into o: rows ⌊i·n/o⌋ up to ⌈(i+1)·n/o⌉ (exclusive).
+            func span(_ i: Int, _ n: Int, _ o: Int) -> Range<Int> { (i * n / o)..<(((i + 1) * n + o - 1) / o) }
+            var y = zeros(sx[0] * sx[1] * oh * ow), dx = zeros(x.count)
+            for plane in 0..<(sx[0] * sx[1]) { for i in 0..<oh { for j in 0..<ow {
+                let rows = span(i, h, oh), cols = span(j, w, ow), o = (plane * oh + i) * ow + j
+                let size = BigFloat(Double(rows.count * cols.count))
+                let total = BigFloat.zero
+                for r in rows { for q in cols { total.add(BigFloat(x[(plane * h + r) * w + q])) } }
+                y[o] = total / size
+                let share = dy[o] / size
+                for r in rows { for q in cols { dx[(plane * h + r) * w + q].add(share) } }
+            } } }
+            return ([("y", y)], [("x", dx)])
+
         default:
             return ([], [])
         }

@@ -132,7 +132,7 @@ import Testing
         BadInput(name: "unknown subcommand", command: "frobnicate", file: nil, words: ["frobnicate"]),
         BadInput(name: "negative --directions", command: "gradcheck", file: nil, arguments: ["--directions", "-1"], words: ["directions"]),
         BadInput(name: "verify of a folder that does not exist", command: "verify", file: nil, arguments: ["/nonexistent"], words: ["/nonexistent", "no such folder"]),
-    ]
+    ] + architectureTable
 
     @Test(arguments: table)
     func badInputGetsOneLineAndStatus2(bad: BadInput) throws {

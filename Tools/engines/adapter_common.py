@@ -109,6 +109,15 @@ def output_name(layer):
     return "loss" if layer in LOSSES else "y"
 
 
+# Inputs without gradients (Vectors/SCHEMA.md, "Buffers"): never differentiated, never in results.
+BUFFERS = {"dropout": {"mask"}, "batchnorm2d": {"running_mean", "running_var"}}
+
+
+def differentiable(case):
+    """The names of the inputs that have gradients, in case order (x or x0, x1, ..., then parameters)."""
+    return [n for n in case["inputs"] if n not in BUFFERS.get(case["layer"], set())]
+
+
 # The defaults the case format allows when a config field is absent (Sources/CNNReference/CaseFormat.swift).
 _DEFAULTS = {"stride": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1, "ceil_mode": False}
 

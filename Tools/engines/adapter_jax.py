@@ -21,7 +21,7 @@ import jaxlib  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from adapter_common import NO_GRADIENTS, PoolGeometry, Unsupported, config, labels, main, output_name, seed  # noqa: E402
+from adapter_common import NO_GRADIENTS, PoolGeometry, Unsupported, config, differentiable, labels, main, output_name, seed  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 # The precision= of every matrix product and convolution: HIGHEST, or None in tf32 so that the
@@ -123,7 +123,47 @@ def multiclass_hinge(case, t):
     return _reduce(jnp.sum(jnp.where(off_label, terms, 0), axis=1), case)
 
 
+def _data_inputs(t):
+    return [t[f"x{k}"] for k in range(len(t)) if f"x{k}" in t]
+
+
+def add(case, t):
+    # Residual connection: a left-to-right sum in the dtype.
+    xs = _data_inputs(t)
+    y = xs[0]
+    for x in xs[1:]:
+        y = y + x
+    return y
+
+
+def dropout(case, t):
+    # No dropout with a given mask in JAX (flax's draws its own): x * (mask / (1 - p)), the
+    # scaled mask first as frameworks build it.
+    return t["x"] * (t["mask"] / (1 - float(config(case, "p"))))
+
+
+def adaptive_avgpool2d(case, t):
+    # No adaptive pool in jax/lax: PyTorch's windows floor(i*H/oh) ..< ceil((i+1)*H/oh), each a
+    # jnp.mean (a sum, then one division by the window size).
+    x = t["x"]
+    (h, w), (oh, ow) = x.shape[2:], config(case, "output_size")
+    rows = [(i * h // oh, -(-(i + 1) * h // oh)) for i in range(oh)]
+    cols = [(j * w // ow, -(-(j + 1) * w // ow)) for j in range(ow)]
+    return jnp.stack([jnp.stack([jnp.mean(x[:, :, r0:r1, c0:c1], axis=(2, 3)) for (c0, c1) in cols], axis=-1)
+                      for (r0, r1) in rows], axis=-2)
+
+
+def flatten(case, t):
+    x, start = t["x"], config(case, "start_axis")
+    return jnp.reshape(x, x.shape[:start] + (-1,))
+
+
 LAYERS = {
+    "add": add,
+    "concat": lambda case, t: jnp.concatenate(_data_inputs(t), axis=config(case, "axis")),
+    "flatten": flatten,
+    "dropout": dropout,
+    "adaptive_avgpool2d": adaptive_avgpool2d,
     "conv2d": conv2d,
     "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d,
@@ -177,7 +217,8 @@ def run_case(case, precision):
         except NotImplementedError as error:  # e.g. no VJP for a max pool with window dilation
             block[NO_GRADIENTS] = f"JAX: {str(error).strip().splitlines()[0]}"
             return block
-        block["gradients"] = {n: np.asarray(g) for n, g in zip(names, grads)}
+        keep = differentiable(case)   # buffers (dropout's mask) have no gradient in the case format
+        block["gradients"] = {n: np.asarray(g) for n, g in zip(names, grads) if n in keep}
     return block
 
 

@@ -159,7 +159,86 @@ def _unary(op):
     return build
 
 
+def _data_names(t):
+    return [f"x{k}" for k in range(len(t)) if f"x{k}" in t]
+
+
+def add(case, t):
+    # Residual connection: Add nodes left to right (ONNX Sum takes n inputs but fixes no order).
+    names = _data_names(t)
+    nodes, last = [], names[0]
+    for k, n in enumerate(names[1:]):
+        out = "out" if k == len(names) - 2 else f"s{k}"
+        nodes.append(helper.make_node("Add", [last, n], [out]))
+        last = out
+    return nodes, {n: t[n] for n in names}
+
+
+def concat(case, t):
+    names = _data_names(t)
+    return [helper.make_node("Concat", names, ["out"], axis=config(case, "axis"))], {n: t[n] for n in names}
+
+
+def flatten(case, t):
+    # ONNX Flatten(axis) always gives rank 2 [prod(shape[:axis]), prod(shape[axis:])]; a Reshape
+    # gives PyTorch's flatten(start_dim) shape (the same elements in the same order).
+    x, start = t["x"], config(case, "start_axis")
+    shape = np.array(list(x.shape[:start]) + [-1], dtype=np.int64)
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=start),
+             helper.make_node("Reshape", ["flat", "shape"], ["out"])]
+    return nodes, {"x": x, "shape": shape}
+
+
+def dropout(case, t):
+    # ONNX Dropout draws its own mask (training_mode) or is the identity: composed as
+    # x * (mask / (1 - p)), with 1 - p a tensor of the precision's type.
+    x = t["x"]
+    keep = np.array(1 - float(config(case, "p")), dtype=x.dtype)
+    nodes = [helper.make_node("Div", ["mask", "keep"], ["scale"]), helper.make_node("Mul", ["x", "scale"], ["out"])]
+    return nodes, {"x": x, "mask": t["mask"], "keep": keep}
+
+
+def adaptive_avgpool2d(case, t):
+    # ONNX has no adaptive pool: [1, 1] is GlobalAveragePool; otherwise PyTorch's windows
+    # floor(i*H/oh) ..< ceil((i+1)*H/oh), each a Slice and a ReduceMean, joined by Concat.
+    x = t["x"]
+    (h, w), (oh, ow) = x.shape[2:], config(case, "output_size")
+    if (oh, ow) == (1, 1):
+        return [helper.make_node("GlobalAveragePool", ["x"], ["out"])], {"x": x}
+    feeds = {"x": x, "axes": np.array([2, 3], dtype=np.int64)}
+    nodes, rows = [], []
+    for i in range(oh):
+        cells = []
+        for j in range(ow):
+            r0, r1, c0, c1 = i * h // oh, -(-(i + 1) * h // oh), j * w // ow, -(-(j + 1) * w // ow)
+            feeds[f"b{i}_{j}"] = np.array([r0, c0], dtype=np.int64)
+            feeds[f"e{i}_{j}"] = np.array([r1, c1], dtype=np.int64)
+            nodes += [helper.make_node("Slice", ["x", f"b{i}_{j}", f"e{i}_{j}", "axes"], [f"w{i}_{j}"]),
+                      helper.make_node("ReduceMean", [f"w{i}_{j}", "axes"], [f"m{i}_{j}"], keepdims=1)]
+            cells.append(f"m{i}_{j}")
+        nodes.append(helper.make_node("Concat", cells, [f"row{i}"], axis=3))
+        rows.append(f"row{i}")
+    nodes.append(helper.make_node("Concat", rows, ["out"], axis=2))
+    return nodes, feeds
+
+
+def _output_rank(case, layer):
+    if layer in LOSSES:
+        return 0
+    if layer in ("linear", "maxout"):
+        return 2
+    if layer == "flatten":
+        return config(case, "start_axis") + 1
+    first = "x0" if "x0" in case["inputs"] else "x"
+    return len(case["inputs"][first].shape)
+
+
 LAYERS = {
+    "add": add,
+    "concat": concat,
+    "flatten": flatten,
+    "dropout": dropout,
+    "adaptive_avgpool2d": adaptive_avgpool2d,
     "conv2d": conv2d,
     "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d,
@@ -193,7 +272,7 @@ def run_case(case, precision):
     nodes, feeds = LAYERS[layer](case, inputs(case, dtype))
     element = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     # The output's dimensions are left symbolic, so ONNX Runtime reports the shape it computes.
-    rank = 0 if layer in LOSSES else 2 if layer in ("linear", "maxout") else len(case["inputs"]["x"].shape)
+    rank = _output_rank(case, layer)
     output = helper.make_tensor_value_info("out", element, [f"d{k}" for k in range(rank)])
     graph = helper.make_graph(nodes, case["id"], [_value_info(n, a) for n, a in feeds.items()], [output])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

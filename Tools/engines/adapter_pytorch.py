@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adapter_common import PoolGeometry, Unsupported, config, labels, main, output_name, seed
+from adapter_common import PoolGeometry, Unsupported, config, differentiable, labels, main, output_name, seed
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "tf32": torch.float32,
                 "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -117,7 +117,37 @@ def multiclass_hinge(case, t):
     return loss * scores.shape[1]
 
 
+def dropout(case, t):
+    # F.dropout draws its own mask; the case gives it. ATen's dropout computes
+    # noise = mask.div_(1 - p) in the dtype and then x * noise: the same two roundings here.
+    p = float(config(case, "p"))
+    return t["x"] * (t["mask"] / (1 - p))
+
+
+def adaptive_avgpool2d(case, t):
+    # PyTorch's windows: start floor(i*H/oh), end ceil((i+1)*H/oh), the case format's rule.
+    return F.adaptive_avg_pool2d(t["x"], tuple(config(case, "output_size")))
+
+
+def _data_inputs(t):
+    return [t[f"x{k}"] for k in range(len(t)) if f"x{k}" in t]
+
+
+def add(case, t):
+    # Residual connection: a left-to-right sum in the dtype.
+    xs = _data_inputs(t)
+    y = xs[0]
+    for x in xs[1:]:
+        y = y + x
+    return y
+
+
 LAYERS = {
+    "add": add,
+    "concat": lambda case, t: torch.cat(_data_inputs(t), dim=config(case, "axis")),
+    "flatten": lambda case, t: torch.flatten(t["x"], start_dim=config(case, "start_axis")),
+    "dropout": dropout,
+    "adaptive_avgpool2d": adaptive_avgpool2d,
     "conv2d": conv2d,
     "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d,
@@ -157,9 +187,9 @@ def run_case(case, precision):
     layer = case["layer"]
     if layer not in LAYERS:
         raise Unsupported(f"layer {layer!r} is not known to this adapter")
-    names = list(case["inputs"])
-    leaves = {name: _tensor(case["inputs"][name].numpy(precision.host_dtype), precision).requires_grad_()
-              for name in names}
+    names = differentiable(case)
+    leaves = {name: _tensor(case["inputs"][name].numpy(precision.host_dtype), precision).requires_grad_(name in names)
+              for name in case["inputs"]}
     try:
         y = LAYERS[layer](case, leaves)
         block = {"outputs": {output_name(layer): _results(y)}}
