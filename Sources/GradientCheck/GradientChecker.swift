@@ -46,11 +46,17 @@ public struct GradientCheckConfiguration: Sendable {
     public var c = 4.0
     /// How many failing elements a tensor report keeps for the message.
     public var failuresKept = 5
+    /// 1: the backward pass, and the JVP along `tangents` random tangents (a `SecondOrder`
+    /// layer); 2: the double backward instead, every element (`elementwise`) and along
+    /// `directions` random directions through x, θ and the upstream.
+    public var order = 1
+    public var tangents = 2
 
-    public init(elementwise: Bool = true, directions: Int = 0, seed: UInt = 1) {
+    public init(elementwise: Bool = true, directions: Int = 0, seed: UInt = 1, order: Int = 1) {
         self.elementwise = elementwise
         self.directions = directions
         self.seed = seed
+        self.order = order
     }
 }
 
@@ -125,6 +131,8 @@ public struct GradientCheckReport: Sendable {
     public var caseID: String
     public var tensors: [TensorReport]
     public var structural: [StructuralCheck]
+    /// What was not checked and why (a layer that does not conform to `SecondOrder`).
+    public var notes: [String] = []
     public var passed: Bool { tensors.allSatisfy(\.passed) && structural.allSatisfy(\.passed) }
 }
 
@@ -141,13 +149,30 @@ public enum GradientChecker {
         }
         var run = Run(layer: layer, input: input, upstream: u, configuration: configuration)
         var tensors: [TensorReport] = []
+        var notes: [String] = []
+        let secondOrder = layer as? any SecondOrder
+        if configuration.order == 2 {
+            guard let secondOrder else {
+                // Asked for explicitly: a layer without a double backward fails, it is not skipped.
+                return GradientCheckReport(caseID: caseID, tensors: [], structural: [
+                    StructuralCheck(name: "second order", passed: false,
+                                    detail: "\(type(of: layer).id) does not conform to SecondOrder: no double backward to check")])
+            }
+            tensors = GradientChecker.checkSecondOrder(secondOrder, input: input, upstream: u, configuration: configuration, rng: rng)
+            return GradientCheckReport(caseID: caseID, tensors: tensors, structural: run.structuralChecks(outShape))
+        }
         if configuration.elementwise {
             for slot in 0...layer.parameters.count { tensors.append(run.checkElements(slot)) }
         }
         if configuration.directions > 0 {
             tensors.append(run.checkDirections(configuration.directions, rng))
         }
-        return GradientCheckReport(caseID: caseID, tensors: tensors, structural: run.structuralChecks(outShape))
+        if let secondOrder, configuration.tangents > 0 {
+            tensors += GradientChecker.checkForwardMode(secondOrder, input: input, upstream: u, configuration: configuration, rng: rng)
+        } else if secondOrder == nil {
+            notes.append("forward mode not checked: \(type(of: layer).id) does not conform to SecondOrder (no jvp)")
+        }
+        return GradientCheckReport(caseID: caseID, tensors: tensors, structural: run.structuralChecks(outShape), notes: notes)
     }
 }
 
