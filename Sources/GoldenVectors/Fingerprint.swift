@@ -18,6 +18,33 @@ public struct Fingerprint: Sendable {
     }
     public var tightest: Precision? { consistent.first }
 
+    /// Cases that fail even under the loosest precision (bfloat16's bound), and under every
+    /// other that judged them: wrong results (a NaN dropped, an overflow), which no precision
+    /// explains. (A case the loosest precision cannot judge, e.g. float32's 24-bit inputs,
+    /// may fail only because the engine is narrower: it is never counted here.)
+    public var wrongAtEveryPrecision: [String] {
+        guard let loosest = reports.last else { return [] }
+        let failing = loosest.cases.filter { $0.status == .failed }.map(\.id)
+        return failing.filter { id in
+            reports.allSatisfy { r in r.cases.first { $0.id == id }.map { $0.status != .passed } ?? true }
+        }.sorted()
+    }
+
+    /// The precisions consistent with every case but those wrong at every precision, tightest
+    /// first: what the rest of the results say when a few cases are plainly wrong.
+    public var consistentApartFromWrong: [Precision] {
+        let wrong = Set(wrongAtEveryPrecision)
+        return reports.filter { r in
+            r.cases.contains { $0.status == .passed } && r.cases.allSatisfy { $0.status != .failed || wrong.contains($0.id) }
+        }.map(\.precision)
+    }
+
+    /// "N cases wrong at every precision (a, b, …)".
+    var wrongSummary: String {
+        let w = wrongAtEveryPrecision
+        return "\(w.count) case\(w.count == 1 ? "" : "s") wrong at every precision (\(w.prefix(5).joined(separator: ", "))\(w.count > 5 ? ", …" : ""))"
+    }
+
     public func report(_ p: Precision) -> ValidationReport { reports.first { $0.precision == p }! }
 
     /// `known`: a report already made for one precision, used instead of judging it again.
@@ -60,8 +87,14 @@ public struct Fingerprint: Sendable {
     /// What the results say, in one sentence: the tightest consistent precision, or none,
     /// and whether the claimed precision holds.
     public var conclusion: String {
-        guard let t = tightest else { return "consistent with no precision: the results fail the bound of every one" }
-        var s = "consistent with \(consistent.map(\.rawValue).joined(separator: ", ")); tightest \(t.rawValue): \(t.arithmetic)"
+        var s: String
+        if let t = tightest {
+            s = "consistent with \(consistent.map(\.rawValue).joined(separator: ", ")); tightest \(t.rawValue): \(t.arithmetic)"
+        } else if let t = consistentApartFromWrong.first {
+            s = "consistent with \(consistentApartFromWrong.map(\.rawValue).joined(separator: ", ")) apart from \(wrongSummary); tightest \(t.rawValue): \(t.arithmetic)"
+        } else {
+            return "consistent with no precision: the results fail the bound of every one"
+        }
         if let claimed, let why = explanation(claimed: claimed) { s += ". The results claim \(claimed.rawValue), which \(why)" }
         return s
     }
@@ -73,10 +106,17 @@ public struct Fingerprint: Sendable {
         guard !r.passed else { return nil }
         let failure = "fails \(claimed.rawValue) on \(r.count(.failed)) cases, worst \(Self.worstFailure(r) ?? "")"
         let index = Precision.tightestFirst.firstIndex(of: claimed)!
-        guard let looser = consistent.first(where: { Precision.tightestFirst.firstIndex(of: $0)! > index }) else {
-            return failure + "; consistent with no looser precision either: not a precision mismatch, a wrong result"
+        let isLooser = { (p: Precision) in Precision.tightestFirst.firstIndex(of: p)! > index }
+        if let looser = consistent.first(where: isLooser) {
+            return failure + "; consistent with \(looser.rawValue): \(looser.arithmetic)"
         }
-        return failure + "; consistent with \(looser.rawValue): \(looser.arithmetic)"
+        if consistentApartFromWrong.contains(claimed) {
+            return failure + "; every failing case is among the \(wrongSummary): not a precision mismatch, wrong results"
+        }
+        if let looser = consistentApartFromWrong.first(where: isLooser) {
+            return failure + "; apart from the \(wrongSummary), consistent with \(looser.rawValue): \(looser.arithmetic)"
+        }
+        return failure + "; consistent with no looser precision either: not a precision mismatch, a wrong result"
     }
 
     public var json: JSON {
@@ -84,6 +124,8 @@ public struct Fingerprint: Sendable {
             ("consistent", .array(consistent.map { .string($0.rawValue) })),
             ("tightest", tightest.map { .string($0.rawValue) } ?? .null),
             ("conclusion", .string(conclusion)),
+            ("wrong_at_every_precision", .array(wrongAtEveryPrecision.map(JSON.string))),
+            ("consistent_apart_from_wrong", .array(consistentApartFromWrong.map { .string($0.rawValue) })),
             ("precisions", .array(reports.map { r in
                 .object([("precision", .string(r.precision.rawValue)), ("passed", .int(r.count(.passed))),
                          ("failed", .int(r.count(.failed))), ("skipped", .int(r.count(.skipped))),

@@ -169,6 +169,23 @@ struct RoundingEngine: Engine {
         #expect(!Validator.validate(engine, cases: Self.cases).passed)
     }
 
+    /// One plainly wrong case (a NaN where every precision expects a number) does not hide
+    /// the precision the rest of the results show: it is set apart and named.
+    @Test func aCaseWrongAtEveryPrecisionIsSetApartAndThePrecisionStillNamed() throws {
+        let engine = RoundingEngine(name: "secretly-bfloat16", format: .bfloat16)
+        var (results, unsupported) = Validator.run(engine, cases: Self.cases)
+        let everywhere = try #require(Self.cases.first { c in
+            Precision.allCases.allSatisfy { Validator.inapplicability(c, $0) == nil } && results[c.id] != nil
+        })
+        results[everywhere.id]!.outputs[0].tensor[0] = .nan
+        let fingerprint = Fingerprint.of(engine: engine.name, claimed: .float32, cases: Self.cases, results: results, unsupported: unsupported)
+        #expect(fingerprint.tightest == nil)
+        #expect(fingerprint.wrongAtEveryPrecision == [everywhere.id])
+        #expect(fingerprint.consistentApartFromWrong.first == .bfloat16, "\(fingerprint.lines)")
+        let why = try #require(fingerprint.explanation(claimed: .float32))
+        #expect(why.contains("apart from the 1 case wrong at every precision (\(everywhere.id)), consistent with bfloat16: "), "\(why)")
+    }
+
     /// The golden values rounded once to each format: the best an engine of that
     /// precision can store. They pass at that precision, and the fingerprint names it.
     @Test(arguments: Precision.allCases)
