@@ -25,9 +25,10 @@ public struct Fingerprint: Sendable {
     public var wrongAtEveryPrecision: [String] {
         guard let loosest = reports.last else { return [] }
         let failing = loosest.cases.filter { $0.status == .failed }.map(\.id)
-        return failing.filter { id in
-            reports.allSatisfy { r in r.cases.first { $0.id == id }.map { $0.status != .passed } ?? true }
-        }.sorted()
+        guard !failing.isEmpty else { return [] }
+        // One index per report, so the lookup is linear in the number of cases.
+        let passedIn = reports.map { r in Set(r.cases.lazy.filter { $0.status == .passed }.map(\.id)) }
+        return failing.filter { id in passedIn.allSatisfy { !$0.contains(id) } }.sorted()
     }
 
     /// The precisions consistent with every case but those wrong at every precision, tightest
