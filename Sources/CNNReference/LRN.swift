@@ -14,8 +14,10 @@ import BigInt
 /// Every value is one rounding of its exact real: the S_c are exact rationals and the
 /// powers go through the certified interval loop. When S^β is rational (β an integer,
 /// or S a perfect power, as 16^0.75 = 8), the value is rational and rounded exactly; the
-/// gradient's terms are grouped by equal S, and an exactly zero group sum drops out, so a
-/// gradient whose every group cancels is an exact +0. Config: k > 0 and α ≥ 0, so that
+/// gradient's terms are grouped by equal S and by powers in a rational ratio, an exactly zero
+/// group drops out, and what remains is irrational unless it is one group with a rational
+/// power (then rounded exactly), or nothing (an exact +0): never a rounding boundary handed
+/// to the loop (up to powers too large to form exactly, beyond 2^4096). Config: k > 0 and α ≥ 0, so that
 /// S > 0 for every input.
 public struct LRN: Layer {
     public static let id = "lrn"
@@ -109,6 +111,11 @@ public struct LRN: Layer {
             rationalPowers[i] = r
             return r
         }
+        /// (S_a/S_b)^−β when it is rational (and not too large to form), else nil.
+        func ratioPower(_ a: Rational, _ c: Rational) -> Rational? {
+            if a == c { return .one }
+            return (a / c).power(-beta, maxBits: 1 << 12)
+        }
         var dx = [Double](repeating: 0, count: x.count)
         for i in 0..<x.count {
             let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
@@ -126,11 +133,23 @@ public struct LRN: Layer {
                     if dy[j] != 0 && x[j] != 0 { addTerm(j, factor * Rational(dy[j]) * Rational(x[j])) }
                 }
             }
-            groups.removeAll { $0.1.isZero }
+            // Groups whose powers are rational multiples of each other ((S_h/S_g)^−β rational, as
+            // for S_h = 16·S_g and β = 0.75) are one term: S_h^(−β−1) = (S_h/S_g)^−β·(S_g/S_h)·S_g^(−β−1).
+            var merged: [(Int, Rational)] = []
+            for (j, cj) in groups where !cj.isZero {
+                if let k = merged.firstIndex(where: { ratioPower(b[j], b[$0.0]) != nil }) {
+                    merged[k].1 = merged[k].1 + cj * ratioPower(b[j], b[merged[k].0])! * (b[merged[k].0] / b[j])
+                } else {
+                    merged.append((j, cj))
+                }
+            }
+            groups = merged.filter { !$0.1.isZero }
+            // What is left is a combination of real radicals no two of which have a rational ratio:
+            // linearly independent over the rationals (Besicovitch 1940, Mordell 1953), so it is 0
+            // only with no group, and rational only as one group with a rational power.
             if groups.isEmpty { dx[i] = 0; continue }
-            let powers = groups.map { rationalPower($0.0) }
-            if powers.allSatisfy({ $0 != nil }) {
-                dx[i] = zip(groups, powers).reduce(Rational.zero) { $0 + $1.0.1 * $1.1! }.double
+            if groups.count == 1, let pw = rationalPower(groups[0].0) {
+                dx[i] = (groups[0].1 * pw).double
                 continue
             }
             dx[i] = Certified.round { prec in

@@ -95,6 +95,18 @@ import Testing
         #expect(g.input.scalars == expected)
     }
 
+    /// size 2, α = 2, β = 0.5, k = 2, x = 1, 3: S₀ = 3 and S₁ = 12 = 4·S₀, so S₁^−1.5 = S₀^−1.5/8 and
+    /// dx₀ = 2·dy₀·S₀^−1.5 − 3·dy₁·S₁^−1.5 = S₀^−1.5·(2·dy₀ − 3·dy₁/8): exactly 0 for dy = 3, 16. Two
+    /// different bases whose powers cancel; the interval loop alone could never decide it.
+    @Test func lrnRecognisesACancellationAcrossBases() {
+        let layer = LRN(size: 2, alpha: 2, beta: 0.5, k: 2)
+        let x = Tensor(shape: [1, 2, 1, 1], scalars: [1, 3])
+        let g = layer.backward(x, outputGradient: Tensor(shape: [1, 2, 1, 1], scalars: [3, 16]))
+        #expect(g.input[0] == 0 && g.input[0].sign == .plus)
+        // dx₁ = dy₁·S₁^−1.5·(S₁ − a₁²) = 48/12^1.5 = 2/√3; one rounding of it is √(4/3)'s neighbourhood.
+        #expect((g.input[1] - 2 / 3.0.squareRoot()).magnitude <= 2 * g.input[1].ulp)
+    }
+
     @Test func registryRejectsBadConfigurations() throws {
         func make(_ layer: String, _ config: [(String, JSON)], _ inputs: [NamedTensor]) -> CaseError? {
             do { _ = try LayerRegistry.makeLayer(Case(id: "t", layer: layer, config: config, inputs: inputs)); return nil } catch { return error }
