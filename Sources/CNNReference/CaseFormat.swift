@@ -519,6 +519,31 @@ public enum LayerRegistry {
         LayerSpec(id: AdaptiveAvgPool2D.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["output_size"]) { c, _, _ throws(CaseError) in
             AdaptiveAvgPool2D(outputSize: try c.ints("output_size", count: 2, minimum: 1, default: nil, meaning: "[oh, ow]; [1, 1] is global average pooling"))
         },
+        LayerSpec(id: BatchNorm2D.id, inputs: ["x", "weight", "bias", "running_mean", "running_var"], optionalInputs: [], isLoss: false,
+                  configFields: ["training", "eps", "momentum"]) { c, t, _ throws(CaseError) in
+            let training = try c.bool("training", default: nil)
+            let eps = try c.double("eps", meaning: "added to the variance inside the square root; PyTorch's default is 1e-5, Keras's 1e-3")
+            guard eps > 0 else { throw CaseError("config.eps", "expected eps > 0 (the denominator √(σ² + eps) must be positive for a channel of equal values, σ² = 0), found \(eps)") }
+            let momentum = try c.double("momentum", meaning: "PyTorch's: new = (1 − momentum)·old + momentum·batch; Keras's momentum is 1 − this")
+            guard momentum >= 0 && momentum <= 1 else {
+                throw CaseError("config.momentum", "expected 0 ≤ momentum ≤ 1 (new = (1 − momentum)·old + momentum·batch), found \(momentum)")
+            }
+            let rv = t["running_var"]!
+            if let k = rv.scalars.firstIndex(where: { $0 < 0 }) {
+                throw CaseError("inputs.running_var.data[\(k)]", "expected a variance ≥ 0, found \(rv[k])")
+            }
+            return BatchNorm2D(weight: t["weight"]!, bias: t["bias"]!, runningMean: t["running_mean"]!, runningVar: rv,
+                               training: training, eps: eps, momentum: momentum)
+        },
+        LayerSpec(id: LRN.id, inputs: ["x"], optionalInputs: [], isLoss: false, configFields: ["size", "alpha", "beta", "k"]) { c, _, _ throws(CaseError) in
+            let size = try c.int("size", minimum: 1, default: nil)
+            let alpha = try c.double("alpha", meaning: "the scale, divided by size (PyTorch, Caffe, ONNX; TensorFlow's alpha is not divided); AlexNet uses 1e-4")
+            guard alpha >= 0 else { throw CaseError("config.alpha", "expected alpha ≥ 0 (so that k + alpha/size·Σa² > 0), found \(alpha)") }
+            let beta = try c.double("beta", meaning: "the exponent; AlexNet uses 0.75")
+            let k = try c.double("k", meaning: "the additive constant; AlexNet uses 2, PyTorch defaults to 1")
+            guard k > 0 else { throw CaseError("config.k", "expected k > 0 (so that k + alpha/size·Σa² > 0 for every input, even all zeros), found \(k)") }
+            return LRN(size: size, alpha: alpha, beta: beta, k: k)
+        },
     ]
 
     /// x1, x2, … of a variadic layer, in order (the decoder has checked they are consecutive).

@@ -58,6 +58,16 @@ public struct Work: Sendable, CustomStringConvertible {
         case let maxout as Maxout:
             return Work(layer: id, factors: [(outputs, "outputs (N·M)"), (maxout.pieces, "pieces"), (shape.count > 1 ? shape[1] : 1, "(D)")],
                         outputs: outputs, inputs: inputs)
+        case is BatchNorm2D:
+            // Exact rational statistics and numerators (BigInt) for every element: counted
+            // like avgpool2d's exact path.
+            return Work(layer: id, factors: [(shape.reduce(1, *), "input elements"), (16, "(the exact path's cost per element)")],
+                        outputs: outputs, inputs: inputs)
+        case let lrn as LRN:
+            // Each element's window of `size` channels, in exact rationals, forward and in the
+            // backward pass's covering windows.
+            return Work(layer: id, factors: [(shape.reduce(1, *), "input elements"), (min(lrn.size, shape.count == 4 ? shape[1] : 1), "channels per window (min(size, C))"), (16, "(the exact path's cost per term)")],
+                        outputs: outputs, inputs: inputs)
         default:
             // Elementwise layers, softmax over slices, losses over rows: each input element a
             // bounded number of times.

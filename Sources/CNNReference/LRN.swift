@@ -1,0 +1,148 @@
+import BigInt
+
+/// `lrn`: local response normalisation across channels (AlexNet), PyTorch's
+/// `F.local_response_norm`: b_c = a_c / (k + α/size·Σ_j a_j²)^β, the sum over the
+/// channels j = c − ⌊size/2⌋ … c + ⌊(size − 1)/2⌋ that exist (the square map zero-padded
+/// ⌊size/2⌋ channels before and ⌊(size − 1)/2⌋ after), so an even size reaches one
+/// channel further back than forward. α is divided by `size` whatever the count of
+/// channels inside the input (Caffe's and ONNX's form; TensorFlow's
+/// `local_response_normalization` takes α without the division and a depth radius,
+/// size = 2·radius + 1).
+///
+/// dL/da_j = dy_j·S_j^−β − (2αβ/size)·a_j·Σ_{c: j ∈ window(c)} dy_c·a_c·S_c^(−β−1).
+///
+/// Every value is one rounding of its exact real: the S_c are exact rationals and the
+/// powers go through the certified interval loop. When S^β is rational (β an integer,
+/// or S a perfect power, as 16^0.75 = 8), the value is rational and rounded exactly; the
+/// gradient's terms are grouped by equal S, and an exactly zero group sum drops out, so a
+/// gradient whose every group cancels is an exact +0. Config: k > 0 and α ≥ 0, so that
+/// S > 0 for every input.
+public struct LRN: Layer {
+    public static let id = "lrn"
+    public let size: Int
+    public let alpha: Double
+    public let beta: Double
+    public let k: Double
+    public var parameters: [NamedTensor] = []
+
+    public init(size: Int, alpha: Double, beta: Double, k: Double) {
+        self.size = size; self.alpha = alpha; self.beta = beta; self.k = k
+    }
+
+    public var configuration: [(String, JSON)] {
+        [("size", .int(size)), ("alpha", .double(alpha)), ("beta", .double(beta)), ("k", .double(k))]
+    }
+
+    public func outputShape(forInput s: [Int]) throws(CaseError) -> [Int] {
+        try requireRank(s, 4, "inputs.x.shape", "[N, C, H, W]")
+        return s
+    }
+
+    /// The channels whose squares enter S_c.
+    public func window(_ c: Int, channels: Int) -> ClosedRange<Int> {
+        max(0, c - size / 2)...min(channels - 1, c + (size - 1) / 2)
+    }
+
+    /// S for every element, exact, and the same in double-double for the fast path.
+    func bases(_ x: Tensor) -> [Rational] {
+        let s = x.shape, plane = s[2] * s[3]
+        let scale = Rational(alpha) / Rational(BigInt(size))
+        let squares = x.scalars.map { Rational($0) * Rational($0) }
+        var out: [Rational] = []
+        out.reserveCapacity(x.count)
+        for n in 0..<s[0] {
+            for c in 0..<s[1] {
+                for p in 0..<plane {
+                    var q = Rational.zero
+                    for j in window(c, channels: s[1]) { q = q + squares[(n * s[1] + j) * plane + p] }
+                    out.append((Rational(k) + scale * q).reduced)
+                }
+            }
+        }
+        return out
+    }
+
+    func plainBases(_ x: Tensor) -> [Double] {
+        let s = x.shape, plane = s[2] * s[3]
+        return (0..<x.count).map { i in
+            let (n, c, p) = (i / (s[1] * plane), (i / plane) % s[1], i % plane)
+            let q = CompensatedSum.sum { acc in
+                for j in window(c, channels: s[1]) { let v = x[(n * s[1] + j) * plane + p]; acc.add(v, times: v) }
+            }
+            return k + alpha * q / Double(size)
+        }
+    }
+
+    public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
+        guard certifies(A.self), x.scalars.allSatisfy(\.isFinite) else {
+            let b = plainBases(x)
+            return Tensor(shape: x.shape, scalars: zip(x.scalars, b).map { $0 / Foundation.pow($1, beta) })
+        }
+        let b = bases(x)
+        return Tensor(shape: x.shape, scalars: zip(x.scalars, b).map { a, base in
+            if a == 0 || beta == 0 { return a }                   // a·S^−β with S^−β > 0
+            if let pw = base.power(-beta) { return (Rational(a) * pw).double }
+            return Certified.round { p in Interval(a, precision: p) * Interval(base, precision: p).power(-beta) }
+        })
+    }
+
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
+        let s = x.shape, plane = s[2] * s[3], channels = s[1]
+        guard x.scalars.allSatisfy(\.isFinite), dy.scalars.allSatisfy(\.isFinite) else {
+            let b = plainBases(x)
+            let t = (0..<x.count).map { dy[$0] * x[$0] * Foundation.pow(b[$0], -beta - 1) }
+            return Gradients(input: Tensor(shape: s, scalars: (0..<x.count).map { i in
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                var cover = 0.0
+                for o in 0..<channels where window(o, channels: channels).contains(c) { cover += t[(n * channels + o) * plane + p] }
+                return dy[i] * Foundation.pow(b[i], -beta) - 2 * alpha * beta / Double(size) * x[i] * cover
+            }))
+        }
+        let b = bases(x)
+        let coefficient = Rational(2.0) * Rational(alpha) * Rational(beta) / Rational(BigInt(size))
+        // S^−β/S per distinct base, rational when it is.
+        var rationalPowers: [Int: Rational?] = [:]
+        func rationalPower(_ i: Int) -> Rational? {
+            if let r = rationalPowers[i] { return r }
+            let r = b[i].power(-beta).map { $0 / b[i] }
+            rationalPowers[i] = r
+            return r
+        }
+        var dx = [Double](repeating: 0, count: x.count)
+        for i in 0..<x.count {
+            let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+            // Terms Σ_g C_g·S_g^(−β−1), grouped by equal S_g: (representative index, C_g).
+            var groups: [(Int, Rational)] = []
+            func addTerm(_ j: Int, _ value: Rational) {
+                if value.isZero { return }
+                if let g = groups.firstIndex(where: { b[$0.0] == b[j] }) { groups[g].1 = groups[g].1 + value } else { groups.append((j, value)) }
+            }
+            if dy[i] != 0 { addTerm(i, Rational(dy[i]) * b[i]) }                  // dy·S^−β = dy·S·S^(−β−1)
+            if x[i] != 0 && !coefficient.isZero {
+                let factor = -coefficient * Rational(x[i])
+                for o in 0..<channels where window(o, channels: channels).contains(c) {
+                    let j = (n * channels + o) * plane + p
+                    if dy[j] != 0 && x[j] != 0 { addTerm(j, factor * Rational(dy[j]) * Rational(x[j])) }
+                }
+            }
+            groups.removeAll { $0.1.isZero }
+            if groups.isEmpty { dx[i] = 0; continue }
+            let powers = groups.map { rationalPower($0.0) }
+            if powers.allSatisfy({ $0 != nil }) {
+                dx[i] = zip(groups, powers).reduce(Rational.zero) { $0 + $1.0.1 * $1.1! }.double
+                continue
+            }
+            dx[i] = Certified.round { prec in
+                var total = Interval(0, precision: prec)
+                for (j, cg) in groups {
+                    let base = Interval(b[j], precision: prec)
+                    total = total + Interval(cg, precision: prec) * base.power(-beta) / base
+                }
+                return total
+            }
+        }
+        return Gradients(input: Tensor(shape: s, scalars: dx))
+    }
+}
+
+import Foundation
