@@ -135,7 +135,7 @@ extension NetworkFile {
         for (j, item) in inputItems.enumerated() {
             guard case .string(let name) = item else { throw CaseError("\(path).inputs[\(j)]", "expected a name, found \(item.typeName)") }
             guard known.contains(name) else {
-                throw CaseError("\(path).inputs[\(j)]", "unknown input \"\(name)\"; expected the network input \"\(known[0])\" or an earlier node\(known.count > 1 ? " (\(known.dropFirst().suffix(5).joined(separator: ", "))\(known.count > 6 ? ", …" : ""))" : "")")
+                throw CaseError("\(path).inputs[\(j)]", "unknown input \"\(name)\"; expected the network input \"\(known[0])\" or an earlier node\(known.count > 1 ? " (\(known.count > 6 ? "…, " : "")\(known.dropFirst().suffix(5).joined(separator: ", ")))" : "")")
             }
             inputs.append(name)
         }

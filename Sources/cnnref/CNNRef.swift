@@ -13,7 +13,7 @@ struct CNNRef: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cnnref",
         abstract: "Reference CNN layers in Double: evaluate cases, check gradients, generate, verify and validate golden vectors, measure their precision.",
-        subcommands: [Evaluate.self, Gradcheck.self, Generate.self, Verify.self, Validate.self, PrecisionCommand.self, Applicable.self, Bench.self])
+        subcommands: [Evaluate.self, Arch.self, Gradcheck.self, Generate.self, Verify.self, Validate.self, PrecisionCommand.self, Applicable.self, Bench.self])
 
     static func main() {
         do {

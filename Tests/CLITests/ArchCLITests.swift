@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// `cnnref arch`: the whole text of the lecture's example, the json totals, --input,
+/// --strict's "doesn't fit", and bad input (one line, exit 2).
+@Suite struct ArchCLITests {
+    @Test func lectureConvolutionText() throws {
+        let r = try run(["arch", "lecture-conv"])
+        #expect(r.status == 0)
+        #expect(r.stdout == """
+            lecture-conv: input 1x3x32x32, 1 nodes
+            node   layer   inputs  output      parameters  buffers  multiply-adds
+            conv   conv2d          1x10x32x32         760        0        768,000
+            total                                     760        0        768,000
+
+            """)
+    }
+
+    @Test func jsonTotals() throws {
+        let r = try run(["arch", "resnet18", "--format", "json"])
+        #expect(r.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(object["parameters"] as? Int == 11_689_512)
+        #expect(object["buffers"] as? Int == 9_600)
+        #expect(object["multiply_adds"] as? Int == 1_814_073_344)
+        let nodes = object["nodes"] as! [[String: Any]]
+        #expect(nodes.count == 69)
+        #expect(nodes.first?["output_shape"] as? [Int] == [1, 64, 112, 112])
+        #expect(nodes.first { $0["id"] as? String == "layer2.0.add" }?["inputs"] as? [String] == ["layer2.0.bn2", "layer2.0.downsample.1"])
+    }
+
+    /// A residual add reads two nodes: the text names them.
+    @Test func residualInputsAreShown() throws {
+        let r = try run(["arch", "resnet18"])
+        #expect(r.status == 0)
+        let line = r.stdout.split(separator: "\n").first { $0.hasPrefix("layer1.0.add ") }
+        #expect(line?.contains("layer1.0.bn2 + maxpool") == true)
+        #expect(r.stdout.contains("total") && r.stdout.contains("11,689,512"))
+    }
+
+    @Test func inputOption() throws {
+        let r = try run(["arch", "lecture-conv", "--input", "3,64,64", "--format", "json"])
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(object["input"] as? [Int] == [1, 3, 64, 64])
+        #expect(object["multiply_adds"] as? Int == 64 * 64 * 10 * (5 * 5 * 3))
+        // The paper's AlexNet at 224 without padding: 54, 26, 12, 5 — fc6 no longer fits.
+        let bad = try run(["arch", "alexnet-paper", "--input", "3,224,224"])
+        #expect(bad.status == 2)
+        #expect(bad.stderr == "cnnref: alexnet-paper: nodes[16] (fc6).tensors.weight.shape: expected [M, D] with D = 6400 (inputs.x.shape[1]), found [4096, 9216]\n")
+    }
+
+    static let sevenBySeven = """
+        {"schema": "cnnref-network-1", "id": "lecture-7x7", "input": {"shape": [1, 1, 7, 7]}, "nodes": [
+         {"id": "conv", "layer": "conv2d", "inputs": ["x"], "config": {"stride": [3, 3]}, "tensors": {"weight": {"shape": [1, 1, 3, 3]}}}]}
+        """
+
+    @Test func doesNotFit() throws {
+        let noted = try run(["arch", "-"], input: Self.sevenBySeven)
+        #expect(noted.status == 0)
+        #expect(noted.stdout.contains("notes:\n  conv: conv2d: 3x3 filter does not tile 7x7 input at stride 3: (7 - 3 + 0)/3 + 1 = 2.33"))
+        let strict = try run(["arch", "-", "--strict"], input: Self.sevenBySeven)
+        #expect(strict.status == 2)
+        #expect(strict.stderr == "cnnref: <stdin>: nodes[0] (conv): doesn't fit: conv2d: 3x3 filter does not tile 7x7 input at stride 3: (7 - 3 + 0)/3 + 1 = 2.33; the last row and column are never used (--strict)\n")
+    }
+
+    @Test(arguments: [
+        (["arch", "lenet"], "cnnref: lenet: no such file, and not an architecture name (alexnet, alexnet-paper, densenet121, googlenet, lecture-conv, resnet18, resnet50, resnext50_32x4d, vgg16, zfnet)\n"),
+        (["arch", "alexnet", "--input", "3,x,224"], "cnnref: --input expects comma-separated positive integers such as 3,224,224, found \"3,x,224\"\n"),
+        (["arch", "alexnet", "--input", "224,224"], "cnnref: alexnet: input.shape: --input gives 2 sizes, but the network input [1, 3, 224, 224] has 3 after N\n"),
+        (["arch", "alexnet", "--input", "3,32,32"], "cnnref: alexnet: nodes[12] (features.12).config.kernel: maxpool2d: no window fits: the window spans 3 rows (dilation 1) but the padded input has 1 (1 + 0 + 0): (1 - 3 + 0)/2 + 1 = 0 < 1\n"),
+    ])
+    func badInput(arguments: [String], message: String) throws {
+        let r = try run(arguments)
+        #expect(r.status == 2)
+        #expect(r.stderr == message)
+        #expect(r.stdout.isEmpty)
+    }
+
+    @Test func aCaseFileIsNotANetwork() throws {
+        let r = try run(["arch", "Vectors/conv2d/cs231n-demo.json"])
+        #expect(r.status == 2)
+        #expect(r.stderr == "cnnref: Vectors/conv2d/cs231n-demo.json: schema: expected \"cnnref-network-1\", found \"cnnref-case-1\"\n")
+    }
+}
