@@ -1,3 +1,4 @@
+import Foundation
 import GradientCheck
 import Testing
 @testable import CNNReference
@@ -123,6 +124,78 @@ import Testing
             #expect(t.checked == (t.name == "x" ? 32 : net.parameters.first { $0.name == t.name }!.tensor.count))
         }
         #expect(report.structural.allSatisfy { $0.passed })
+    }
+
+    /// The signature blocks of the architectures as networks, each gradient-checked element by
+    /// element (GSL): an AlexNet stem (strided conv, ReLU, LRN, overlapping 3x3/2 max pool), a
+    /// ResNet basic block with batch norm (evaluation and training), a ResNeXt grouped bottleneck
+    /// with a projection shortcut, a DenseNet dense block with its transition, and a small
+    /// network ending in a linear layer and softmax cross-entropy.
+    @Test(arguments: ["stem", "basic-eval", "basic-train", "bottleneck", "dense", "classifier"])
+    func signatureBlocksPassTheGradientCheck(kind: String) throws {
+        let rng = SeededRandom(seed: 1515)
+        let pad: (Int) -> (String, JSON) = { p in ("padding", .array(Array(repeating: .int(p), count: 4))) }
+        func conv(_ id: String, _ x: String, _ cin: Int, _ cout: Int, _ k: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1, bias: Bool = false) -> N {
+            N(id: id, layer: "conv2d", inputs: [x], config: [("stride", .array([.int(stride), .int(stride)])), pad(padding), ("groups", .int(groups))],
+              tensors: [("weight", Self.random([cout, cin / groups, k, k], rng))] + (bias ? [("bias", Self.random([cout], rng))] : []))
+        }
+        func bn(_ id: String, _ x: String, _ c: Int, training: Bool = false) -> N {
+            let variance = Tensor(shape: [c], scalars: (0..<c).map { _ in 0.5 + rng.unit() })
+            return N(id: id, layer: "batchnorm2d", inputs: [x], config: [("training", .bool(training)), ("eps", .double(1e-5)), ("momentum", .double(0.1))],
+                     tensors: [("weight", Self.random([c], rng)), ("bias", Self.random([c], rng)), ("running_mean", Self.random([c], rng)), ("running_var", variance)])
+        }
+        func relu(_ id: String, _ x: String) -> N { N(id: id, layer: "relu", inputs: [x]) }
+        let input: [Int]
+        let nodes: [N]
+        switch kind {
+        case "stem":
+            input = [1, 2, 9, 9]
+            nodes = [conv("conv1", "x", 2, 3, 3, stride: 2, bias: true), relu("relu1", "conv1"),
+                     N(id: "norm1", layer: "lrn", inputs: ["relu1"], config: [("size", .int(3)), ("alpha", .double(0.5)), ("beta", .double(0.75)), ("k", .double(2))]),
+                     N(id: "pool1", layer: "maxpool2d", inputs: ["norm1"], config: [("kernel", .array([.int(3), .int(3)])), ("stride", .array([.int(2), .int(2)]))])]
+        case "basic-eval", "basic-train":
+            let training = kind == "basic-train"
+            input = [training ? 2 : 1, 2, 4, 4]
+            nodes = [conv("conv1", "x", 2, 2, 3, padding: 1), bn("bn1", "conv1", 2, training: training), relu("relu1", "bn1"),
+                     conv("conv2", "relu1", 2, 2, 3, padding: 1), bn("bn2", "conv2", 2, training: training),
+                     N(id: "add", layer: "add", inputs: ["bn2", "x"]), relu("relu_out", "add")]
+        case "bottleneck":
+            input = [1, 4, 4, 4]
+            nodes = [conv("conv1", "x", 4, 4, 1), bn("bn1", "conv1", 4), relu("relu1", "bn1"),
+                     conv("conv2", "relu1", 4, 4, 3, stride: 2, padding: 1, groups: 2), bn("bn2", "conv2", 4), relu("relu2", "bn2"),
+                     conv("conv3", "relu2", 4, 6, 1), bn("bn3", "conv3", 6),
+                     conv("downsample.0", "x", 4, 6, 1, stride: 2), bn("downsample.1", "downsample.0", 6),
+                     N(id: "add", layer: "add", inputs: ["bn3", "downsample.1"]), relu("relu_out", "add")]
+        case "dense":
+            input = [1, 2, 4, 4]
+            nodes = [bn("l1.norm1", "x", 2), relu("l1.relu1", "l1.norm1"), conv("l1.conv1", "l1.relu1", 2, 2, 1),
+                     bn("l1.norm2", "l1.conv1", 2), relu("l1.relu2", "l1.norm2"), conv("l1.conv2", "l1.relu2", 2, 1, 3, padding: 1),
+                     N(id: "l2.concat", layer: "concat", inputs: ["x", "l1.conv2"], config: [("axis", .int(1))]),
+                     bn("l2.norm1", "l2.concat", 3), relu("l2.relu1", "l2.norm1"), conv("l2.conv2", "l2.relu1", 3, 1, 3, padding: 1),
+                     N(id: "concat", layer: "concat", inputs: ["x", "l1.conv2", "l2.conv2"], config: [("axis", .int(1))]),
+                     bn("t.norm", "concat", 4), relu("t.relu", "t.norm"), conv("t.conv", "t.relu", 4, 2, 1),
+                     N(id: "t.pool", layer: "avgpool2d", inputs: ["t.conv"], config: [("kernel", .array([.int(2), .int(2)])), ("stride", .array([.int(2), .int(2)])), ("count_include_pad", .bool(true))])]
+        default:
+            input = [2, 1, 4, 4]
+            nodes = [conv("conv", "x", 1, 2, 3, padding: 1, bias: true), relu("relu", "conv"),
+                     N(id: "pool", layer: "maxpool2d", inputs: ["relu"], config: [("kernel", .array([.int(2), .int(2)])), ("stride", .array([.int(2), .int(2)]))]),
+                     N(id: "flatten", layer: "flatten", inputs: ["pool"]),
+                     N(id: "fc", layer: "linear", inputs: ["flatten"], tensors: [("weight", Self.random([3, 8], rng)), ("bias", Self.random([3], rng))]),
+                     N(id: "loss", layer: "softmax_cross_entropy", inputs: ["fc"], config: [("reduction", .string("mean"))])]
+        }
+        var text = Self.file(input, nodes)
+        if kind == "classifier" { text = text.replacingOccurrences(of: "\"layer\": \"softmax_cross_entropy\",", with: "\"layer\": \"softmax_cross_entropy\", \"labels\": [2, 0],") }
+        let net = try NetworkFile.decode(text: text).network()
+        let x = Self.random(input, rng)
+        let report = try GradientChecker.check(net, input: x, caseID: kind)
+        #expect(report.tensors.map(\.name) == ["x"] + net.parameters.map(\.name))
+        for t in report.tensors { #expect(t.passed && t.checked > 0, "\(kind) \(t.name): \(t.failures.map(\.summary))") }
+        #expect(report.structural.allSatisfy { $0.passed }, "\(report.structural.filter { !$0.passed }.map(\.detail))")
+        if kind == "classifier" { #expect(try net.outputShape(forInput: input) == []) }
+        if kind.hasPrefix("basic") {
+            #expect(net.buffers.map(\.name) == ["bn1.running_mean", "bn1.running_var", "bn2.running_mean", "bn2.running_var"])
+            #expect(net.auxiliaryOutputShapes(forInput: input).map(\.0) == (kind == "basic-train" ? net.buffers.map(\.name) : []))
+        }
     }
 
     /// A ReLU whose backward forgets its mask.
