@@ -1,3 +1,5 @@
+import Foundation
+
 /// The `cnnref-network-1` format: a graph of nodes, each a layer of the case format
 /// (`LayerRegistry`) with its configuration and tensors, whose inputs are the network's
 /// input or earlier nodes. `Vectors/SCHEMA.md` ("Networks") documents every field; this
@@ -238,7 +240,13 @@ extension NetworkFile.Node {
                 field = "tensors.\(name)\(tail)"
             }
         }
-        return CaseError(field.isEmpty ? path : "\(path).\(field)", error.message)
+        // Messages cite other fields the same way (`D = 6400 (inputs.x.shape[1])`).
+        var message = error.message
+        for (j, name) in names.enumerated() {
+            message = message.replacingOccurrences(of: "inputs.\(name).", with: "inputs[\(j)] (\(inputs[j])).")
+        }
+        for t in tensors { message = message.replacingOccurrences(of: "inputs.\(t.name).", with: "tensors.\(t.name).") }
+        return CaseError(field.isEmpty ? path : "\(path).\(field)", message)
     }
 }
 

@@ -46,7 +46,7 @@ import Testing
         // The paper's AlexNet at 224 without padding: 54, 26, 12, 5 — fc6 no longer fits.
         let bad = try run(["arch", "alexnet-paper", "--input", "3,224,224"])
         #expect(bad.status == 2)
-        #expect(bad.stderr == "cnnref: alexnet-paper: nodes[16] (fc6).tensors.weight.shape: expected [M, D] with D = 6400 (inputs.x.shape[1]), found [4096, 9216]\n")
+        #expect(bad.stderr == "cnnref: alexnet-paper: nodes[16] (fc6).tensors.weight.shape: expected [M, D] with D = 6400 (inputs[0] (flatten).shape[1]), found [4096, 9216]\n")
     }
 
     static let sevenBySeven = """
