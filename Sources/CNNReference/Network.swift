@@ -130,20 +130,27 @@ public struct Network: Layer {
         trace(x, accumulator: A.self).outputs.last!
     }
 
-    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
-        let (ins, _) = trace(x, accumulator: CorrectlyRounded.self)
+    public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients { evaluate(x, outputGradient: dy).gradients }
+
+    /// The forward and backward passes with every intermediate: each node's output, the
+    /// gradient reaching each node's output (the upstream its backward is given), and the
+    /// gradients of the input and the parameters.
+    public func evaluate(_ x: Tensor, outputGradient dy: Tensor) -> (outputs: [Tensor], outputGradients: [Tensor], gradients: Gradients) {
+        let (ins, outs) = trace(x, accumulator: CorrectlyRounded.self)
+        var reaching = [Tensor](repeating: Tensor(zeros: []), count: nodes.count)
         // contributions[k + 1]: the gradients reaching node k's output; [0]: the input's.
         var contributions = [[Tensor]](repeating: [], count: nodes.count + 1)
         contributions[nodes.count].append(dy)
         var parameterGradients = [[Tensor]](repeating: [], count: nodes.count)
         for k in nodes.indices.reversed() {
             let node = nodes[k]
-            let g = node.layer(with: ins[k]).backward(ins[k][0], outputGradient: Self.sum(contributions[k + 1]))
+            reaching[k] = Self.sum(contributions[k + 1])
+            let g = node.layer(with: ins[k]).backward(ins[k][0], outputGradient: reaching[k])
             contributions[node.inputs[0] + 1].append(g.input)
             for (j, slot) in node.dataSlots.enumerated() { contributions[node.inputs[j + 1] + 1].append(g.parameters[slot]) }
             parameterGradients[k] = node.learnable.map { g.parameters[$0] }
         }
-        return Gradients(input: Self.sum(contributions[0]), parameters: parameterGradients.flatMap { $0 })
+        return (outs, reaching, Gradients(input: Self.sum(contributions[0]), parameters: parameterGradients.flatMap { $0 }))
     }
 
     /// The exact sum of the gradients an output receives, rounded once; one is itself.

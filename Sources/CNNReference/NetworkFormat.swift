@@ -39,6 +39,10 @@ public struct NetworkFile: Sendable {
     public var inputName: String
     public var inputShape: [Int]
     public var nodes: [Node]
+    /// For evaluation: the input's elements (`input.data`) and dL/d(output) (`upstream`;
+    /// none when the output is a scalar loss, whose upstream is 1).
+    public var inputData: [Double]? = nil
+    public var upstream: Tensor? = nil
 
     /// True when every tensor has data, so that `network()` can build the layer.
     public var hasData: Bool { nodes.allSatisfy { $0.tensors.allSatisfy { $0.data != nil } } }
@@ -71,13 +75,22 @@ extension NetworkFile {
         let inputName = try input.optionalString("name") ?? "x"
         try checkName(inputName, path: "input.name")
         let inputShape = try decodeShape(try input.required("shape"), path: "input.shape")
-        try input.rejectUnknown(expected: ["name", "shape"])
+        var budget = ByteBudget(limit: maxBytes)
+        var inputData: [Double]? = nil
+        if let d = try input.optional("data") {
+            inputData = try decodeTensor(.object([("shape", .array(inputShape.map(JSON.int))), ("data", d)]), name: inputName,
+                                         path: "input", budget: &budget).data
+        }
+        try input.rejectUnknown(expected: ["name", "shape", "data"])
+        var upstream: Tensor? = nil
+        if let u = try top.optional("upstream") {
+            upstream = try CaseDecoder(maxBytes: maxBytes).decodeTensor(u, path: "upstream", budget: &budget)
+        }
         let nodesJSON = try top.required("nodes")
         guard case .array(let items) = nodesJSON else { throw CaseError("nodes", "expected an array of nodes, found \(nodesJSON.typeName)") }
         guard !items.isEmpty else { throw CaseError("nodes", "expected at least one node, found none") }
-        try top.rejectUnknown(expected: ["schema", "id", "description", "input", "nodes"])
+        try top.rejectUnknown(expected: ["schema", "id", "description", "input", "nodes", "upstream"])
 
-        var budget = ByteBudget(limit: maxBytes)
         var known = [inputName]
         var nodes: [Node] = []
         for (k, item) in items.enumerated() {
@@ -100,7 +113,8 @@ extension NetworkFile {
         if !read.contains(inputName) {
             throw CaseError("input.name", "no node reads the network input \"\(inputName)\"")
         }
-        return NetworkFile(id: id, description: description, inputName: inputName, inputShape: inputShape, nodes: nodes)
+        return NetworkFile(id: id, description: description, inputName: inputName, inputShape: inputShape, nodes: nodes,
+                           inputData: inputData, upstream: upstream)
     }
 
     /// Ids and input names: non-empty, no white space (they appear in parameter names
@@ -328,9 +342,30 @@ extension NetworkFile {
     }
 
     /// The network as a layer, every tensor with its data, checked against the file's
-    /// input shape (errors name the node).
-    public func network() throws(CaseError) -> Network {
-        _ = try summary()
+    /// input shape (errors name the node). Refused before any work when one forward pass
+    /// would run more than `maxWork` loop steps (Σ over the nodes of `Work`), or when the
+    /// intermediates (every node's output and its gradient) would need more than
+    /// `maxBytes`.
+    public func network(maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> Network {
+        let s = try summary()
+        if let node = nodes.first(where: { $0.tensors.contains { $0.data == nil } }) {
+            _ = try node.makeLayer(dataInputs: [], shapeOnly: false)   // throws, naming the tensor
+        }
+        var budget = ByteBudget(limit: maxBytes)
+        var work = 0
+        var shapesOnly: [String: [Int]] = [inputName: inputShape]
+        for (node, row) in zip(nodes, s.nodes) {
+            try budget.charge(row.outputShape + [2], path: "\(node.path): its output and the output's gradient")
+            let ins = node.inputs.map { Tensor(shapeOnly: shapesOnly[$0]!) }
+            let layer = try node.makeLayer(dataInputs: ins, shapeOnly: true)
+            let w = Work.of(layer, input: ins[0].shape, output: row.outputShape)
+            let (total, overflow) = work.addingReportingOverflow(w.total ?? Int.max)
+            guard w.total != nil, !overflow, total <= maxWork else {
+                throw CaseError(node.path, "the nodes up to here run \(overflow || w.total == nil ? "more than Int.max" : String(total)) loop steps per pass, over the work limit of \(maxWork) (--max-work); this node: \(w.arithmetic)")
+            }
+            work = total
+            shapesOnly[node.id] = row.outputShape
+        }
         var built: [Network.Node] = []
         var shapes: [String: [Int]] = [inputName: inputShape]
         for node in nodes {
@@ -341,5 +376,70 @@ extension NetworkFile {
             built.append(Network.Node(id: node.id, layer: layer, inputs: sources))
         }
         return Network(inputName: inputName, nodes: built)
+    }
+}
+
+// MARK: - Evaluation
+
+/// What a network computes at its input: every node's output, the gradient reaching
+/// every node's output (dL/d(node), the upstream its backward was given), and the
+/// gradients of the input and of every parameter. Each node's values are correctly
+/// rounded given the stored values of its inputs and of its output's gradient, so an
+/// engine's intermediates can be judged node by node.
+public struct NetworkEvaluation: Sendable {
+    public var outputs: [NamedTensor]
+    public var outputGradients: [NamedTensor]
+    public var gradients: [NamedTensor]
+}
+
+extension NetworkFile {
+    /// Evaluates the network at `input.data` with `upstream` (1 for a scalar output).
+    public func evaluated(maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> NetworkEvaluation {
+        let net = try network(maxBytes: maxBytes, maxWork: maxWork)
+        guard let inputData else { throw CaseError("input.data", "missing: evaluating the network needs the input's elements") }
+        let x = Tensor(shape: inputShape, scalars: inputData)
+        let outShape = try net.outputShape(forInput: inputShape)
+        let dy: Tensor
+        if let upstream {
+            guard upstream.shape == outShape else { throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)") }
+            dy = upstream
+        } else if outShape.isEmpty {
+            dy = Tensor(scalar: 1)
+        } else {
+            throw CaseError("upstream", "missing required field: dL/d(output), shape \(outShape)")
+        }
+        let (outputs, outputGradients, g) = net.evaluate(x, outputGradient: dy)
+        let ids = net.nodeIDs
+        return NetworkEvaluation(outputs: zip(ids, outputs).map { NamedTensor($0, $1) },
+                                 outputGradients: zip(ids, outputGradients).map { NamedTensor($0, $1) },
+                                 gradients: [NamedTensor(inputName, g.input)] + zip(net.parameters, g.parameters).map { NamedTensor($0.name, $1) })
+    }
+
+    /// The file with its evaluation, as `cnnref evaluate` prints it: the network file's
+    /// fields, then `expected` with `outputs` (every node, by id), `output_gradients` (by
+    /// id) and `gradients` (the input's name, then `node.param`).
+    public func evaluatedJSON(maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> JSON {
+        let e = try evaluated(maxBytes: maxBytes, maxWork: maxWork)
+        var input: [(String, JSON)] = [("name", .string(inputName)), ("shape", ints(inputShape))]
+        if let inputData { input.append(("data", .array(inputData.map(JSON.double)))) }
+        var members: [(String, JSON)] = [("schema", .string(NetworkFormat.schema)), ("id", .string(id)), ("description", .string(description)),
+                                         ("input", .object(input))]
+        members.append(("nodes", .array(nodes.map { n in
+            var m: [(String, JSON)] = [("id", .string(n.id)), ("layer", .string(n.layer)), ("inputs", .array(n.inputs.map(JSON.string)))]
+            if !n.config.isEmpty { m.append(("config", .object(n.config))) }
+            if !n.tensors.isEmpty {
+                // `evaluated` has checked that every tensor has its data.
+                m.append(("tensors", .object(n.tensors.map { t in (t.name, Tensor(shape: t.shape, scalars: t.data!).json) })))
+            }
+            if let labels = n.labels { m.append(("labels", ints(labels))) }
+            return .object(m)
+        })))
+        if let upstream { members.append(("upstream", upstream.json)) }
+        members.append(("expected", .object([
+            ("outputs", .object(e.outputs.map { ($0.name, $0.tensor.json) })),
+            ("output_gradients", .object(e.outputGradients.map { ($0.name, $0.tensor.json) })),
+            ("gradients", .object(e.gradients.map { ($0.name, $0.tensor.json) })),
+        ])))
+        return .object(members)
     }
 }

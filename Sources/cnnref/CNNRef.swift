@@ -104,6 +104,16 @@ func readCase(_ path: String, limits: InputLimits) throws -> Case {
     }
 }
 
+/// The network file at `path` when the file declares `cnnref-network-1`, else nil (a case).
+func readNetwork(_ path: String, limits: InputLimits) throws -> NetworkFile? {
+    let text = try readText(path)
+    let name = path == "-" ? "<stdin>" : path
+    let json: JSON
+    do { json = try JSON.parse(text) } catch { throw InputError(name, "malformed JSON: \(error)") }
+    guard NetworkFile.declares(json) else { return nil }
+    do { return try NetworkFile.decode(json, maxBytes: limits.maxBytes) } catch { throw InputError(name, error) }
+}
+
 func printOut(_ text: String) {
     FileHandle.standardOutput.write(Data(text.utf8))
 }

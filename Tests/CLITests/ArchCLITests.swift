@@ -82,3 +82,50 @@ import Testing
         #expect(r.stderr == "cnnref: Vectors/conv2d/cs231n-demo.json: schema: expected \"cnnref-network-1\", found \"cnnref-case-1\"\n")
     }
 }
+
+/// `cnnref evaluate` and `cnnref gradcheck` on a network file with data: every node's
+/// output, the gradient reaching it, and every gradient, against the arithmetic by hand.
+@Suite struct NetworkEvaluateCLITests {
+    // x = [1, −2]; fc: h = [1·1 + 2·(−2) + 0, 3·1 + (−1)(−2) + 1] = [−3, 6]; relu [0, 6]; add x: [1, 4].
+    // Upstream [1, 2]: dL/d(relu) = [1, 2], dL/d(fc) = [0, 2] (masked), dL/dx = Wᵀ[0, 2] + [1, 2] = [7, 0],
+    // dL/dW = [0, 2] ⊗ [1, −2] = [[0, 0], [2, −4]], dL/db = [0, 2].
+    static let file = """
+        {"schema": "cnnref-network-1", "id": "by-hand", "input": {"shape": [1, 2], "data": [1, -2]}, "nodes": [
+         {"id": "fc", "layer": "linear", "inputs": ["x"], "tensors": {"weight": {"shape": [2, 2], "data": [1, 2, 3, -1]}, "bias": {"shape": [2], "data": [0, 1]}}},
+         {"id": "relu", "layer": "relu", "inputs": ["fc"]},
+         {"id": "add", "layer": "add", "inputs": ["relu", "x"]}],
+         "upstream": {"shape": [1, 2], "data": [1, 2]}}
+        """
+
+    @Test func evaluateGivesEveryNode() throws {
+        let path = try writeTemporary(Self.file)
+        let r = try run(["evaluate", path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let expected = object["expected"] as! [String: [String: [String: Any]]]
+        func data(_ block: String, _ name: String) -> [Double]? { (expected[block]?[name]?["data"] as? [NSNumber])?.map(\.doubleValue) }
+        #expect(data("outputs", "fc") == [-3, 6] && data("outputs", "relu") == [0, 6] && data("outputs", "add") == [1, 4])
+        #expect(data("output_gradients", "add") == [1, 2] && data("output_gradients", "relu") == [1, 2] && data("output_gradients", "fc") == [0, 2])
+        #expect(data("gradients", "x") == [7, 0] && data("gradients", "fc.weight") == [0, 0, 2, -4] && data("gradients", "fc.bias") == [0, 2])
+    }
+
+    @Test func gradcheckANetworkFile() throws {
+        let path = try writeTemporary(Self.file)
+        let r = try run(["gradcheck", path])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(["x", "fc.weight", "fc.bias"].allSatisfy { name in r.stdout.split(separator: "\n").contains { $0.hasPrefix("by-hand") && $0.contains(" \(name) ") } })
+    }
+
+    @Test func anArchitectureCannotBeEvaluated() throws {
+        let r = try run(["evaluate", "Sources/GoldenVectors/Networks/resnet18.json"])
+        #expect(r.status == 2)
+        #expect(r.stderr == "cnnref: Sources/GoldenVectors/Networks/resnet18.json: nodes[0] (conv1).tensors.weight.data: missing: this file describes an architecture (shapes only); evaluating the network needs every tensor's data\n")
+    }
+
+    @Test func aNetworkOverTheWorkLimitIsRefusedBeforeAnyWork() throws {
+        let path = try writeTemporary(Self.file)
+        let r = try run(["evaluate", path, "--max-work", "10"])
+        #expect(r.status == 2)
+        #expect(r.stderr.hasPrefix("cnnref: \(path): nodes[0] (fc): the nodes up to here run 14 loop steps per pass, over the work limit of 10 (--max-work); this node: linear:"))
+    }
+}
