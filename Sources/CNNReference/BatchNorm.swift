@@ -61,7 +61,7 @@ public struct BatchNorm2D: Layer {
     }
 
     /// The flat indices of channel c's values, batch-major.
-    func indices(_ s: [Int], _ c: Int) -> [Int] {
+    public func indices(_ s: [Int], _ c: Int) -> [Int] {
         let plane = s[2] * s[3]
         var out: [Int] = []
         for n in 0..<s[0] {

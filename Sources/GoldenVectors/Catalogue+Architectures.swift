@@ -10,6 +10,8 @@ extension Catalogue {
         flattenCases()
         dropoutCases()
         adaptivePoolCases()
+        batchNormCases()
+        lrnCases()
     }
 
     /// Inputs x0 … x(n−1), the k-th of shape `shape(k)`.
@@ -135,5 +137,97 @@ extension Catalogue {
             add(id, "overlapping-1x2x7x5-to-3x2-\(kind.short)", Self.describe(id, "x [1, 2, 7, 5], output_size [3, 2]"), kind: kind,
                 config: [("output_size", ints([3, 2]))]) { r in [named("x", Self.tensor([1, 2, 7, 5], kind, r))] }
         }
+    }
+
+    /// γ, β, running mean and a positive running variance for C channels.
+    static func batchNormInputs(_ x: Tensor, _ kind: ValueKind, _ r: SeededRandom) -> [NamedTensor] {
+        let c = x.shape[1]
+        let variance = Self.tensor([c], kind, r)
+        return [named("x", x), named("weight", Self.tensor([c], kind, r)), named("bias", Self.tensor([c], kind, r)),
+                named("running_mean", Self.tensor([c], kind, r)),
+                named("running_var", Tensor(shape: [c], scalars: variance.scalars.map(\.magnitude)))]
+    }
+
+    static func batchNormConfig(training: Bool, eps: Double, momentum: Double = 0.1) -> [(String, JSON)] {
+        [("training", .bool(training)), ("eps", num(eps)), ("momentum", num(momentum))]
+    }
+
+    mutating func batchNormCases() {
+        let id = BatchNorm2D.id
+        let configs: [(String, [Int], Bool, Double)] = [
+            ("train-batch-1-single-channel-1x1x4x4-eps-1e-5", [1, 1, 4, 4], true, 1e-5),
+            ("train-nchw-2x3x3x3-eps-1e-5", [2, 3, 3, 3], true, 1e-5),
+            ("train-nchw-2x3x3x3-eps-1e-3", [2, 3, 3, 3], true, 1e-3),
+            ("train-spatial-1x1-4x2x1x1-eps-1e-5", [4, 2, 1, 1], true, 1e-5),
+            ("eval-nchw-2x3x3x3-eps-1e-5", [2, 3, 3, 3], false, 1e-5),
+            ("eval-batch-1-single-channel-1x1x4x4-eps-1e-3", [1, 1, 4, 4], false, 1e-3),
+        ]
+        for kind in ValueKind.original {
+            for (name, shape, training, eps) in configs {
+                add(id, "\(name)-\(kind.short)",
+                    Self.describe(id, "x \(shape), \(training ? "training (batch statistics, updated running statistics)" : "eval (running statistics)"), eps \(eps), momentum 0.1"),
+                    kind: kind, config: Self.batchNormConfig(training: training, eps: eps)) { r in
+                    Self.batchNormInputs(Self.tensor(shape, kind, r), kind, r)
+                }
+            }
+        }
+        for kind in ValueKind.perFormat {
+            add(id, "train-nchw-2x3x3x3-eps-1e-5-\(kind.short)", Self.describe(id, "x [2, 3, 3, 3], training, eps 1e-5, momentum 0.1"),
+                kind: kind, config: Self.batchNormConfig(training: true, eps: 1e-5)) { r in
+                Self.batchNormInputs(Self.tensor([2, 3, 3, 3], kind, r), kind, r)
+            }
+        }
+        add(id, "train-variance-0-channel-2x3x2x2-eps-1e-5",
+            Self.describe(id, "x [2, 3, 2, 2], training, channel 1 all equal over the batch (variance 0: y = beta exactly, dweight = 0, dx = gamma/sqrt(eps)*(dy - mean dy), running_var = (1 - momentum)*old), momentum 0.1"),
+            kind: .exactLowPrecision, tags: ["edge"], config: Self.batchNormConfig(training: true, eps: 1e-5)) { r in
+            var x = Self.tensor([2, 3, 2, 2], .exactLowPrecision, r)
+            for n in 0..<2 { for p in 0..<4 { x[(n * 3 + 1) * 4 + p] = 0.375 } }
+            return Self.batchNormInputs(x, .exactLowPrecision, r)
+        }
+        add(id, "eval-variance-0-channel-2x3x2x2-eps-1e-3",
+            Self.describe(id, "x [2, 3, 2, 2], eval, running_var 0 for channel 0 (the denominator is sqrt(eps)), eps 1e-3"),
+            kind: .exactLowPrecision, tags: ["edge"], config: Self.batchNormConfig(training: false, eps: 1e-3)) { r in
+            var inputs = Self.batchNormInputs(Self.tensor([2, 3, 2, 2], .exactLowPrecision, r), .exactLowPrecision, r)
+            inputs[4].tensor[0] = 0
+            return inputs
+        }
+        add(id, "train-momentum-1-nchw-3x2x2x2-eps-1e-5",
+            Self.describe(id, "x [3, 2, 2, 2], training, momentum 1 (the running statistics become the batch's: mean, unbiased variance), eps 1e-5"),
+            kind: .fullDouble, config: Self.batchNormConfig(training: true, eps: 1e-5, momentum: 1)) { r in
+            Self.batchNormInputs(Self.tensor([3, 2, 2, 2], .fullDouble, r), .fullDouble, r)
+        }
+        addExact(id, "train-rational-root", Self.describe(id, "x [2, 1, 1, 2] = 0, 0, 0, 1: mean 1/4, biased variance 3/16; eps 1/16 makes var + eps = 1/4 with the rational root 1/2, so y = 0.1*2*(x - 1/4) + 0.3 and every gradient is rational, rounded exactly; momentum 0.5: running_var = 0.5*1 + 0.5*(3/4)/3 = 0.625"),
+                 kind: .fullDouble, tags: ["edge"], config: Self.batchNormConfig(training: true, eps: 0.0625, momentum: 0.5),
+                 [named("x", t([2, 1, 1, 2], [0, 0, 0, 1])), named("weight", t([1], [0.1])), named("bias", t([1], [0.3])),
+                  named("running_mean", t([1], [0])), named("running_var", t([1], [1]))])
+    }
+
+    mutating func lrnCases() {
+        let id = LRN.id
+        let configs: [(String, [Int], Int, Double, Double, Double)] = [
+            ("alexnet-size-5-nchw-2x6x3x3", [2, 6, 3, 3], 5, 1e-4, 0.75, 2),
+            ("size-2-even-nchw-2x6x3x3", [2, 6, 3, 3], 2, 1, 0.75, 1),
+            ("size-3-batch-1-1x4x3x3", [1, 4, 3, 3], 3, 0.5, 0.75, 1),
+            ("size-3-single-channel-1x1x4x4", [1, 1, 4, 4], 3, 1, 0.5, 1),
+            ("size-4-even-1x5x2x2", [1, 5, 2, 2], 4, 1, 0.75, 1),
+            ("size-7-wider-than-c-beta-1-1x4x2x2", [1, 4, 2, 2], 7, 2, 1, 1),
+        ]
+        for kind in ValueKind.original {
+            for (name, shape, size, alpha, beta, k) in configs {
+                add(id, "\(name)-\(kind.short)", Self.describe(id, "x \(shape), size \(size), alpha \(alpha), beta \(beta), k \(k)"),
+                    kind: kind, config: [("size", .int(size)), ("alpha", num(alpha)), ("beta", num(beta)), ("k", num(k))]) { r in
+                    [named("x", Self.tensor(shape, kind, r))]
+                }
+            }
+        }
+        for kind in ValueKind.perFormat {
+            add(id, "size-5-nchw-1x6x3x3-\(kind.short)", Self.describe(id, "x [1, 6, 3, 3], size 5, alpha 1, beta 0.75, k 1"),
+                kind: kind, config: [("size", .int(5)), ("alpha", num(1)), ("beta", num(0.75)), ("k", num(1))]) { r in
+                [named("x", Self.tensor([1, 6, 3, 3], kind, r))]
+            }
+        }
+        addExact(id, "rational-powers", Self.describe(id, "size 1, alpha 15, beta 0.75, k 1: x = 1 gives S = 16 and S^0.75 = 8 (y = 1/8 exactly), x = 0 gives 0 with x's sign, x = 0.5 gives S = 4.75 (irrational power)"),
+                 tags: ["edge"], config: [("size", .int(1)), ("alpha", num(15)), ("beta", num(0.75)), ("k", num(1))],
+                 [named("x", t([1, 1, 1, 4], [1, -0.0, 0.5, -1]))])
     }
 }

@@ -193,11 +193,12 @@ public enum ErrorModel {
     /// upstreams near the top of the double range), it is computed again on inputs
     /// scaled by powers of two — every magnitude is linear in the upstream and, for
     /// the multilinear layers, in x and in the weights — and carried with its exponent.
-    public static func scales(_ c: Case, golden: Expected) throws -> (output: ErrorScale, gradients: [ErrorScale]) {
+    public static func scales(_ c: Case, golden: Expected) throws -> (output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]) {
         let plain = try raw(c, golden: golden, x: 0, parameters: 0, upstream: 0)
+        let auxiliary = try auxiliaryScales(c, golden: golden)
         let all = [plain.output] + plain.gradients
         guard all.contains(where: { s in s.magnitude.indices.contains { !s.trueMagnitude($0).isFinite && !s.magnitude[$0].isNaN } }) else {
-            return plain
+            return (plain.output, plain.gradients, auxiliary)
         }
         let layer = try LayerRegistry.makeLayer(c)
         let multilinear = layer is Conv2D || layer is Linear || layer is Maxout || layer is AvgPool2D
@@ -213,7 +214,19 @@ public enum ErrorModel {
             }
             return out
         }
-        return (merge(plain.output, wide.output), zip(plain.gradients, wide.gradients).map(merge))
+        return (merge(plain.output, wide.output), zip(plain.gradients, wide.gradients).map(merge), auxiliary)
+    }
+
+    /// The scales of the outputs after the first (batch norm's updated running statistics), in
+    /// `expected.outputs` order; a tensor the model does not know is judged exactly.
+    static func auxiliaryScales(_ c: Case, golden: Expected) throws -> [ErrorScale] {
+        let extra = golden.outputs.dropFirst()
+        guard !extra.isEmpty else { return [] }
+        let layer = try LayerRegistry.makeLayer(c)
+        if let bn = layer as? BatchNorm2D, extra.count == 2 {
+            return BatchNormErrorModel(bn, x: c.inputs[0].tensor, dy: c.upstream ?? Tensor(scalar: 1)).runningStatistics()
+        }
+        return extra.map { constant(0, $0.tensor.scalars.map { _ in 0 }) }
     }
 
     /// The scales computed with x·2⁻ᵃ, parameters·2⁻ᵇ (a bias 2⁻⁽ᵃ⁺ᵇ⁾) and upstream·2⁻ᵘ.
@@ -272,6 +285,34 @@ public enum ErrorModel {
             // x·mask·scale with the scale fl(1/(1 − p)) stored in the format (storage 1) and
             // up to two products: three roundings of |y|, the same for dx.
             return (constant(3, y.scalars.map(\.magnitude), storage: 1), [constant(3, g[0].scalars.map(\.magnitude), storage: 1)])
+        case let bn as BatchNorm2D:
+            let model = BatchNormErrorModel(bn, x: x, dy: dy)
+            // The gradients are linear in dy, here scaled by 2⁻ᵘ.
+            return (model.output(y), model.gradients(g).map { var t = $0; t.exponent = t.magnitude.map { _ in u }; return t })
+        case let lrn as LRN:
+            // PyTorch's composition (a², the window average, ·α + k, pow, a/·), each step rounded and
+            // a², S, S^β stored in the format: S carries (size + 4) roundings of positive terms
+            // (relative), S^β then β times that plus pow's own 2 ulp, and the quotient one more.
+            let s = x.shape, plane = s[2] * s[3], channels = s[1]
+            var dxM = [Double](repeating: 0, count: x.count)
+            let bases = (0..<x.count).map { i -> Double in
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                let q = lrn.window(c, channels: channels).reduce(0.0) { let v = x[(n * channels + $1) * plane + p]; return $0 + v * v }
+                return lrn.k + lrn.alpha * q / Double(lrn.size)
+            }
+            let b = lrn.beta.magnitude
+            for i in 0..<x.count {
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                var cover = 0.0
+                for o in 0..<channels where lrn.window(o, channels: channels).contains(c) {
+                    let j = (n * channels + o) * plane + p
+                    cover += (dy[j] * x[j]).magnitude * pow(bases[j], -lrn.beta - 1)
+                }
+                dxM[i] = (dy[i].magnitude * pow(bases[i], -lrn.beta) + 2 * lrn.alpha * b / Double(lrn.size) * x[i].magnitude * cover) * (2 + b)
+            }
+            let terms = Double(2 * min(lrn.size, channels) + 10)
+            return (constant(Double(min(lrn.size, channels) + 6), y.scalars.map { $0.magnitude * (1 + b) }, storage: 3),
+                    [constant(terms, dxM, u, storage: 4)])
         case let pool as MaxPool2D:
             let routed = pool.backward(x, outputGradient: abs(dy)).input
             let count = pool.backward(x, outputGradient: ones(dy)).input
@@ -430,5 +471,107 @@ public enum ErrorModel {
             // A layer the model does not know: only exact agreement passes.
             return (constant(0, y.scalars.map { _ in 0 }), g.map { constant(0, $0.scalars.map { _ in 0 }) })
         }
+    }
+}
+
+/// Batch norm as engines compute it in the precision's arithmetic: μ̃ by a float sum
+/// (error γ_m·mean|x|), σ̃² by two passes or by E[x²] − μ̃² (an error up to γ·mean(x²) plus
+/// what μ̃'s error does to Σ(x − μ̃)²), √(σ̃² + ε), and the normalised x̂ = (x − μ̃)/σ̃ carried
+/// into y and the backward pass. Each value's error is written as T·u·M with T about m = N·H·W
+/// (the sums) and M the magnitudes those roundings act on, in units of u; x̂'s relative error
+/// E_x̂ (per u) feeds every later step.
+struct BatchNormErrorModel {
+    let layer: BatchNorm2D
+    let x: Tensor, dy: Tensor
+    /// Per element: |x − μ|, x̂, E_x̂ (x̂'s error per unit roundoff, absolute); per channel:
+    /// σ̂, mean|x|, the variance error per u relative to σ² + ε.
+    var centred: [Double], xhat: [Double], xhatError: [Double]
+    var sigma: [Double], meanAbs: [Double], varianceError: [Double], meanSquare: [Double]
+    let m: Int
+
+    init(_ layer: BatchNorm2D, x: Tensor, dy: Tensor) {
+        self.layer = layer; self.x = x; self.dy = dy
+        let s = x.shape
+        m = s[0] * s[2] * s[3]
+        centred = Array(repeating: 0, count: x.count); xhat = centred; xhatError = centred
+        sigma = Array(repeating: 0, count: s[1]); meanAbs = sigma; varianceError = sigma; meanSquare = sigma
+        for c in 0..<s[1] {
+            let idx = layer.indices(s, c), values = idx.map { x[$0] }
+            let n = Double(values.count)
+            let mu = layer.training ? values.reduce(0, +) / n : layer.runningMean[c]
+            let variance = layer.training ? values.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / n : layer.runningVar[c]
+            let abs = (layer.training ? values.reduce(0) { $0 + $1.magnitude } / n : layer.runningMean[c].magnitude)
+            let square = layer.training ? values.reduce(0) { $0 + $1 * $1 } / n : 0
+            let spread = values.reduce(0) { $0 + ($1 - mu).magnitude } / n
+            let denominator = variance + layer.eps
+            sigma[c] = denominator.squareRoot()
+            meanAbs[c] = abs
+            meanSquare[c] = square + 2 * abs * spread
+            // ½·|δσ²|/(σ² + ε) per u, plus the add of ε and the root: σ̃'s relative error.
+            varianceError[c] = layer.training ? meanSquare[c] / denominator + 2 : 2
+            for i in idx {
+                centred[i] = (x[i] - mu).magnitude
+                xhat[i] = (x[i] - mu) / sigma[c]
+                // (δμ + u|x − μ|)/σ̂ + |x̂|·δσ/σ̂, per u.
+                xhatError[i] = (abs + centred[i]) / sigma[c] + xhat[i].magnitude * varianceError[c] + xhat[i].magnitude
+            }
+        }
+    }
+
+    var terms: Double { Double(m + 10) }
+
+    func output(_ y: Tensor) -> ErrorScale {
+        let s = x.shape
+        var magnitude = [Double](repeating: 0, count: x.count)
+        for c in 0..<s[1] {
+            let g = layer.weight[c].magnitude, b = layer.bias[c].magnitude
+            for i in layer.indices(s, c) {
+                // Eval engines fold γ/σ̂ and β − μ·γ/σ̂ first: the folded constants' roundings act on
+                // |γ|·(|x| + |μ|)/σ̂.
+                let folded = layer.training ? 0 : g * (x[i].magnitude + layer.runningMean[c].magnitude) / sigma[c]
+                magnitude[i] = g * xhatError[i] + folded + g * xhat[i].magnitude + b + y[i].magnitude
+            }
+        }
+        // Stored in the format: x − μ̃, σ̃ (or 1/σ̃), x̂.
+        return ErrorScale(terms: Array(repeating: terms, count: x.count), magnitude: magnitude, storage: 3)
+    }
+
+    func gradients(_ golden: [Tensor]) -> [ErrorScale] {
+        let s = x.shape
+        var dxM = [Double](repeating: 0, count: x.count)
+        var dgM = [Double](repeating: 0, count: s[1]), dbM = dgM
+        for c in 0..<s[1] {
+            let idx = layer.indices(s, c), n = Double(idx.count)
+            let g = layer.weight[c].magnitude
+            let meanDy = idx.reduce(0) { $0 + dy[$1].magnitude } / n
+            let meanDyXhat = idx.reduce(0) { $0 + (dy[$1] * xhat[$1]).magnitude } / n
+            let meanDyError = idx.reduce(0) { $0 + dy[$1].magnitude * xhatError[$1] } / n
+            dbM[c] = n * meanDy
+            dgM[c] = n * (meanDyXhat + meanDyError)
+            for i in idx {
+                if layer.training {
+                    // γ/σ̂·(dy − mean dy − x̂·mean(dy·x̂)): the means' sums, x̂'s error in both places,
+                    // and σ̃'s relative error on the whole.
+                    let inner = dy[i].magnitude + meanDy + xhat[i].magnitude * (meanDyXhat + meanDyError)
+                        + xhatError[i] * meanDyXhat
+                    dxM[i] = g / sigma[c] * inner * (1 + varianceError[c])
+                } else {
+                    dxM[i] = g / sigma[c] * dy[i].magnitude * (1 + varianceError[c])
+                }
+            }
+        }
+        return [ErrorScale(terms: Array(repeating: terms, count: x.count), magnitude: dxM, storage: 4),
+                ErrorScale(terms: Array(repeating: terms, count: s[1]), magnitude: dgM, storage: 2, isSum: true),
+                ErrorScale(terms: Array(repeating: Double(m), count: s[1]), magnitude: dbM, isSum: true)]
+    }
+
+    /// (1 − momentum)·old + momentum·batch: μ̃'s error, and σ̃²'s scaled by m/(m − 1).
+    func runningStatistics() -> [ErrorScale] {
+        let keep = (1 - layer.momentum).magnitude, mom = layer.momentum.magnitude
+        let c = x.shape[1], n = Double(m)
+        let meanM = (0..<c).map { keep * layer.runningMean[$0].magnitude + mom * meanAbs[$0] + layer.runningMean[$0].magnitude }
+        let varM = (0..<c).map { keep * layer.runningVar[$0].magnitude + mom * n / (n - 1) * (meanSquare[$0] + sigma[$0] * sigma[$0]) + layer.runningVar[$0] }
+        return [ErrorScale(terms: Array(repeating: terms, count: c), magnitude: meanM, storage: 1),
+                ErrorScale(terms: Array(repeating: terms, count: c), magnitude: varM, storage: 1)]
     }
 }

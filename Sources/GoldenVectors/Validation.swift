@@ -136,11 +136,11 @@ public enum Validator {
 
     /// The error scales of each case, computed once whatever the precision.
     public struct ScaleCache {
-        var stored: [String: Result<(output: ErrorScale, gradients: [ErrorScale]), CaseError>] = [:]
+        var stored: [String: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>] = [:]
         public init() {}
-        mutating func scales(_ c: Case, _ golden: Expected) -> Result<(output: ErrorScale, gradients: [ErrorScale]), CaseError> {
+        mutating func scales(_ c: Case, _ golden: Expected) -> Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError> {
             if let s = stored[c.id] { return s }
-            let s: Result<(output: ErrorScale, gradients: [ErrorScale]), CaseError>
+            let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
             do { s = .success(try ErrorModel.scales(c, golden: golden)) } catch { s = .failure(CaseError("", "\(error)")) }
             stored[c.id] = s
             return s
@@ -222,14 +222,14 @@ public enum Validator {
         if let why = inapplicability(c, precision) {
             return CaseVerdict(id: c.id, status: .notApplicable, reason: why)
         }
-        let scales: (output: ErrorScale, gradients: [ErrorScale])
+        let scales: (output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale])
         switch cache.scales(c, golden) {
         case .success(let s): scales = s
         case .failure(let error): return CaseVerdict(id: c.id, status: .skipped, reason: "\(error)")
         }
         var verdict = CaseVerdict(id: c.id, status: .passed)
         let sections: [(String, [NamedTensor], [NamedTensor], [ErrorScale])] = [
-            ("outputs", golden.outputs, result.outputs, [scales.output]),
+            ("outputs", golden.outputs, result.outputs, [scales.output] + scales.auxiliary),
             ("gradients", golden.gradients, result.gradients, scales.gradients),
         ]
         for (section, expected, got, scale) in sections {

@@ -79,6 +79,9 @@ extension BigFloat {
     }
     var log1p: BigFloat { Self.unary(self, mpfr_log1p) }
     var cosh: BigFloat { Self.unary(self, mpfr_cosh) }
+    var squareRoot: BigFloat { Self.unary(self, mpfr_sqrt) }
+    /// self^e for a positive self.
+    func power(_ e: BigFloat) -> BigFloat { Self.binary(self, e, mpfr_pow) }
     var isZero: Bool { mpfr_zero_p(value) != 0 }
     static func == (a: BigFloat, b: BigFloat) -> Bool { mpfr_equal_p(a.value, b.value) != 0 }
 }

@@ -19,7 +19,8 @@ public enum Oracle {
         return first < end ? first..<end : 0..<0
     }
 
-    static let transcendental: Set<String> = ["sigmoid", "tanh", "elu", "swish", "softmax", "log_softmax", "softmax_cross_entropy"]
+    static let transcendental: Set<String> = ["sigmoid", "tanh", "elu", "swish", "softmax", "log_softmax", "softmax_cross_entropy",
+                                              "batchnorm2d", "lrn"]
 
     /// The precision for a case: every product of up to three of its doubles and every
     /// sum of them is exact (3·(largest exponent − smallest ulp exponent) + 128 bits),
@@ -396,6 +397,74 @@ public enum Oracle {
                 let share = dy[o] / size
                 for r in rows { for q in cols { dx[(plane * h + r) * w + q].add(share) } }
             } } }
+            return ([("y", y)], [("x", dx)])
+
+        case "batchnorm2d":
+            // Per channel, from m·x_i − Σx (exact at this precision, so a channel of equal values
+            // gives exact zeros): σ̂ = √(Σ(m·x − Σx)²/m³ + ε) in training, √(running_var + ε) in
+            // eval; y = β + γ·x̂, x̂ = (x − μ)/σ̂; dx by the other form of the chain rule,
+            // γ/(m·σ̂)·(m·dy − Σdy − x̂·Σdy·x̂) (training), γ·dy/σ̂ (eval).
+            let x = input("x"), sx = shape("x"), g = input("weight"), b = input("bias")
+            let rm = input("running_mean"), rv = input("running_var")
+            let training = bool("training"), eps = BigFloat(double("eps")), momentum = BigFloat(double("momentum"))
+            let (n, ch, plane) = (sx[0], sx[1], sx[2] * sx[3])
+            let m = BigFloat(Double(n * plane))
+            var y = zeros(x.count), dx = zeros(x.count), dg = zeros(ch), db = zeros(ch)
+            var newMean = zeros(ch), newVar = zeros(ch)
+            for c in 0..<ch {
+                var at: [Int] = []
+                for bi in 0..<n { for q in 0..<plane { at.append((bi * ch + c) * plane + q) } }
+                let total = BigFloat.zero
+                for i in at { total.add(BigFloat(x[i])) }
+                var centred: Values = []          // x − μ
+                let squares = BigFloat.zero        // Σ(m·x − Σx)²
+                for i in at {
+                    let d = m * BigFloat(x[i]) - total
+                    squares.addProduct(d, d)
+                    centred.append(training ? d / m : BigFloat(x[i]) - BigFloat(rm[c]))
+                }
+                let sigma = ((training ? squares / (m * m * m) : BigFloat(rv[c])) + eps).squareRoot
+                let dyTotal = BigFloat.zero, dyXhat = BigFloat.zero
+                for (k, i) in at.enumerated() {
+                    dyTotal.add(dy[i])
+                    dyXhat.add(dy[i] * centred[k] / sigma)
+                }
+                db[c] = dyTotal
+                dg[c] = dyXhat
+                for (k, i) in at.enumerated() {
+                    let xhat = centred[k] / sigma
+                    y[i] = BigFloat(b[c]) + BigFloat(g[c]) * xhat
+                    dx[i] = training ? BigFloat(g[c]) / (m * sigma) * (m * dy[i] - dyTotal - xhat * dyXhat) : BigFloat(g[c]) * dy[i] / sigma
+                }
+                if training {
+                    newMean[c] = (BigFloat.one - momentum) * BigFloat(rm[c]) + momentum * total / m
+                    newVar[c] = (BigFloat.one - momentum) * BigFloat(rv[c]) + momentum * squares / (m * m * (m - .one))
+                }
+            }
+            let gradients = [("x", dx), ("weight", dg), ("bias", db)]
+            return (training ? [("y", y), ("running_mean", newMean), ("running_var", newVar)] : [("y", y)], gradients)
+
+        case "lrn":
+            // S_c = k + α·(Σ_{j ∈ window(c)} a_j²)/size over j = c − ⌊size/2⌋ … c + ⌊(size − 1)/2⌋;
+            // b_c = a_c·S_c^−β, and the gradient scattered from each output c to its window.
+            let x = input("x"), sx = shape("x"), size = int("size", 1)
+            let alpha = BigFloat(double("alpha")), beta = BigFloat(double("beta")), k = BigFloat(double("k"))
+            let (ch, plane) = (sx[1], sx[2] * sx[3])
+            var y = zeros(x.count), dx = zeros(x.count)
+            for bi in 0..<sx[0] { for p in 0..<plane {
+                func at(_ c: Int) -> Int { (bi * ch + c) * plane + p }
+                func window(_ c: Int) -> [Int] { Array(max(0, c - size / 2)..<min(ch, c + (size - 1) / 2 + 1)) }
+                for c in 0..<ch {
+                    let q = BigFloat.zero
+                    for j in window(c) { q.addProduct(BigFloat(x[at(j)]), BigFloat(x[at(j)])) }
+                    let base = k + alpha * q / BigFloat(Double(size))
+                    let a = BigFloat(x[at(c)])
+                    y[at(c)] = a * base.power(-beta)
+                    dx[at(c)].add(dy[at(c)] * base.power(-beta))
+                    let common = BigFloat(2) * alpha * beta / BigFloat(Double(size)) * dy[at(c)] * a * base.power(-beta - .one)
+                    for j in window(c) { dx[at(j)].add(-(common * BigFloat(x[at(j)]))) }
+                }
+            } }
             return ([("y", y)], [("x", dx)])
 
         default:

@@ -153,6 +153,39 @@ def adaptive_avgpool2d(case, t):
                       for (r0, r1) in rows], axis=-2)
 
 
+def batchnorm2d(case, t):
+    # No batch norm in jax/lax (flax's BatchNorm is a module): flax's arithmetic written out,
+    # (x - mean) * rsqrt(var + eps) * scale + bias, per channel (axis 1). Training: the batch mean
+    # and the biased jnp.var; the running statistics as PyTorch updates them (momentum PyTorch's,
+    # flax's momentum is 1 - it, and the running variance unbiased, times m/(m - 1)), returned as
+    # further outputs outside the gradient. Eval: the running statistics.
+    x, eps, momentum = t["x"], float(config(case, "eps")), float(config(case, "momentum"))
+    training = bool(config(case, "training"))
+    channel = lambda v: v.reshape(1, -1, 1, 1)
+    if training:
+        mean, var = jnp.mean(x, axis=(0, 2, 3)), jnp.var(x, axis=(0, 2, 3))
+    else:
+        mean, var = t["running_mean"], t["running_var"]
+    y = (x - channel(mean)) * lax.rsqrt(channel(var) + eps) * channel(t["weight"]) + channel(t["bias"])
+    if not training:
+        return y
+    m = x.size // x.shape[1]
+    stats = {"running_mean": (1 - momentum) * t["running_mean"] + momentum * mean,
+             "running_var": (1 - momentum) * t["running_var"] + momentum * var * (m / (m - 1))}
+    return y, {n: lax.stop_gradient(v) for n, v in stats.items()}
+
+
+def lrn(case, t):
+    # No LRN in jax/lax: PyTorch's composition. The squares zero-padded size//2 channels before and
+    # (size-1)//2 after, summed over windows of size channels (lax.reduce_window), divided by size,
+    # times alpha plus k, to the power beta; x divided by that.
+    x, size = t["x"], config(case, "size")
+    alpha, beta, k = float(config(case, "alpha")), float(config(case, "beta")), float(config(case, "k"))
+    squares = jnp.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2), (0, 0), (0, 0)))
+    sums = lax.reduce_window(squares, np.array(0, dtype=x.dtype), lax.add, (1, size, 1, 1), (1, 1, 1, 1), "VALID")
+    return x / (sums / size * alpha + k) ** beta
+
+
 def flatten(case, t):
     x, start = t["x"], config(case, "start_axis")
     return jnp.reshape(x, x.shape[:start] + (-1,))
@@ -164,6 +197,8 @@ LAYERS = {
     "flatten": flatten,
     "dropout": dropout,
     "adaptive_avgpool2d": adaptive_avgpool2d,
+    "batchnorm2d": batchnorm2d,
+    "lrn": lrn,
     "conv2d": conv2d,
     "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d,
@@ -199,17 +234,19 @@ def run_case(case, precision):
     arrays = [jnp.asarray(case["inputs"][n].numpy(dtype)) for n in names]
 
     def forward(*args):
-        return LAYERS[layer](case, dict(zip(names, args)))
+        # (output, further outputs): batch norm's running statistics ride as vjp's aux.
+        y = LAYERS[layer](case, dict(zip(names, args)))
+        return y if isinstance(y, tuple) else (y, {})
 
     # Compiled kernels are reused only within a layer. Dropping them when the layer changes kept a
     # run over 419 cases at 0.8 GB instead of 2 GB, for about 1.5 times the time.
     if _compiled_layer != layer:
         jax.clear_caches()
         _compiled_layer = layer
-    y, pullback = jax.vjp(forward, *arrays)
+    y, pullback, extra = jax.vjp(forward, *arrays, has_aux=True)
     if y.dtype != dtype:
         raise RuntimeError(f"computed in {y.dtype}, not {np.dtype(dtype).name}")
-    block = {"outputs": {output_name(layer): np.asarray(y)}}
+    block = {"outputs": {output_name(layer): np.asarray(y), **{n: np.asarray(v) for n, v in extra.items()}}}
     cotangent = seed(case, dtype)
     if cotangent is not None:
         try:

@@ -69,7 +69,8 @@ def avgpool2d(case, t):
 # ONNX float attributes are float32: in a float64 run a config value that float32 cannot hold
 # would be rounded, so such a case is listed as unsupported (checked once the session exists, so
 # a missing float64 kernel is reported first).
-FLOAT_ATTRIBUTES = {"leaky_relu": "slope", "elu": "alpha"}
+FLOAT_ATTRIBUTES = {"leaky_relu": ["slope"], "elu": ["alpha"], "batchnorm2d": ["eps", "momentum"],
+                    "lrn": ["alpha", "beta", "k"]}
 
 
 def leaky_relu(case, t):
@@ -222,6 +223,33 @@ def adaptive_avgpool2d(case, t):
     return nodes, feeds
 
 
+def batchnorm2d(case, t):
+    # BatchNormalization: eval is ONNX's formula (X - mean)/sqrt(var + epsilon)*scale + B with the
+    # running statistics. Training (training_mode = 1, opset >= 15) normalises with the batch
+    # statistics and returns running_mean and running_var; ONNX's momentum weighs the old value
+    # (running = old*momentum + batch*(1 - momentum)), so it is 1 - the case's (PyTorch's). ONNX's
+    # running_var takes the biased batch variance (ReduceVar), PyTorch's the unbiased one: those
+    # outputs fail and are listed in known-failures.txt.
+    training = bool(config(case, "training"))
+    names = ["x", "weight", "bias", "running_mean", "running_var"]
+    outputs = ["out", "running_mean_out", "running_var_out"] if training else ["out"]
+    node = helper.make_node("BatchNormalization", names, outputs, epsilon=float(config(case, "eps")),
+                            momentum=1 - float(config(case, "momentum")), training_mode=int(training))
+    return [node], {n: t[n] for n in names}
+
+
+def lrn(case, t):
+    # ONNX LRN sums channels c - floor((size-1)/2) ... c + ceil((size-1)/2): for an odd size PyTorch's
+    # window, for an even size one channel later (the case format and PyTorch pad size//2 channels
+    # before, ONNX (size-1)//2). ONNX Runtime's CPU kernel refuses even sizes outright.
+    if config(case, "size") % 2 == 0:
+        raise Unsupported(f"ONNX Runtime's CPU LRN takes odd sizes only (lrn.h: size_ % 2 == 1), and ONNX's window for "
+                          f"an even size, c - (size-1)//2 ... c + ceil((size-1)/2), is one channel later than PyTorch's")
+    node = helper.make_node("LRN", ["x"], ["out"], size=config(case, "size"), alpha=float(config(case, "alpha")),
+                            beta=float(config(case, "beta")), bias=float(config(case, "k")))
+    return [node], {"x": t["x"]}
+
+
 def _output_rank(case, layer):
     if layer in LOSSES:
         return 0
@@ -239,6 +267,8 @@ LAYERS = {
     "flatten": flatten,
     "dropout": dropout,
     "adaptive_avgpool2d": adaptive_avgpool2d,
+    "batchnorm2d": batchnorm2d,
+    "lrn": lrn,
     "conv2d": conv2d,
     "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d,
@@ -274,7 +304,10 @@ def run_case(case, precision):
     # The output's dimensions are left symbolic, so ONNX Runtime reports the shape it computes.
     rank = _output_rank(case, layer)
     output = helper.make_tensor_value_info("out", element, [f"d{k}" for k in range(rank)])
-    graph = helper.make_graph(nodes, case["id"], [_value_info(n, a) for n, a in feeds.items()], [output])
+    # Further outputs (batch norm's running statistics), "<name>_out" in the graph.
+    extra = [o for node in nodes for o in node.output if o.endswith("_out")]
+    graph = helper.make_graph(nodes, case["id"], [_value_info(n, a) for n, a in feeds.items()],
+                              [output] + [helper.make_tensor_value_info(o, element, ["c"]) for o in extra])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
@@ -286,13 +319,20 @@ def run_case(case, precision):
         text = str(error)
         what = text.split("Could not find an implementation for ", 1)[-1].split(" node", 1)[0]
         raise Unsupported(f"onnxruntime's CPU provider has no {np.dtype(dtype).name} kernel for {what}") from None
-    key = FLOAT_ATTRIBUTES.get(layer)
-    if key and dtype == np.float64 and not is_float32_exact(float(config(case, key))):
+    for key in FLOAT_ATTRIBUTES.get(layer, []):
         value = float(config(case, key))
-        raise Unsupported(f"ONNX stores config.{key} = {value!r} as a float32 attribute, which rounds it "
-                          f"to {float(np.float32(value))!r}")
-    (y,) = session.run(["out"], feeds)
-    return {"outputs": {output_name(layer): np.asarray(y)}}
+        if key == "momentum":   # the attribute holds 1 - momentum, and only training reads it
+            value = 1 - value
+            if not config(case, "training"):
+                continue
+        if dtype == np.float64 and not is_float32_exact(value):
+            raise Unsupported(f"ONNX stores {'1 - config.momentum' if key == 'momentum' else 'config.' + key} = {value!r} "
+                              f"as a float32 attribute, which rounds it to {float(np.float32(value))!r}")
+    values = session.run(["out"] + extra, feeds)
+    block = {"outputs": {output_name(layer): np.asarray(values[0])}}
+    for name, v in zip(extra, values[1:]):
+        block["outputs"][name[:-len("_out")]] = np.asarray(v)
+    return block
 
 
 if __name__ == "__main__":

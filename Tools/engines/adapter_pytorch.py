@@ -129,6 +129,24 @@ def adaptive_avgpool2d(case, t):
     return F.adaptive_avg_pool2d(t["x"], tuple(config(case, "output_size")))
 
 
+def batchnorm2d(case, t):
+    # F.batch_norm in training normalises with the biased batch variance and updates running_mean
+    # and running_var in place (momentum PyTorch's, the running variance unbiased): it gets copies,
+    # returned as the case's further outputs. In eval it reads them and updates nothing.
+    training = bool(config(case, "training"))
+    mean, var = t["running_mean"].detach().clone(), t["running_var"].detach().clone()
+    y = F.batch_norm(t["x"], mean, var, t["weight"], t["bias"], training=training,
+                     momentum=float(config(case, "momentum")), eps=float(config(case, "eps")))
+    return (y, {"running_mean": mean, "running_var": var}) if training else y
+
+
+def lrn(case, t):
+    # F.local_response_norm: the square map zero-padded size//2 channels before and (size-1)//2
+    # after, averaged over size channels (alpha divided by size): the case format's rule.
+    return F.local_response_norm(t["x"], config(case, "size"), alpha=float(config(case, "alpha")),
+                                 beta=float(config(case, "beta")), k=float(config(case, "k")))
+
+
 def _data_inputs(t):
     return [t[f"x{k}"] for k in range(len(t)) if f"x{k}" in t]
 
@@ -148,6 +166,8 @@ LAYERS = {
     "flatten": lambda case, t: torch.flatten(t["x"], start_dim=config(case, "start_axis")),
     "dropout": dropout,
     "adaptive_avgpool2d": adaptive_avgpool2d,
+    "batchnorm2d": batchnorm2d,
+    "lrn": lrn,
     "conv2d": conv2d,
     "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d,
@@ -192,7 +212,10 @@ def run_case(case, precision):
               for name in case["inputs"]}
     try:
         y = LAYERS[layer](case, leaves)
-        block = {"outputs": {output_name(layer): _results(y)}}
+        extra = {}
+        if isinstance(y, tuple):   # further outputs (batch norm's running statistics), not differentiated
+            y, extra = y
+        block = {"outputs": {output_name(layer): _results(y), **{n: _results(v) for n, v in extra.items()}}}
         cotangent = seed(case, precision.host_dtype)
         if cotangent is not None:
             grads = torch.autograd.grad(y, [leaves[n] for n in names],
