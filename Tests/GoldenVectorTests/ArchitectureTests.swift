@@ -78,16 +78,21 @@ import Testing
         defer { try? FileManager.default.removeItem(at: out) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repository.appendingPathComponent("Tools/python/cnnref_networks.py").path, out.path]
+        let blocks = out.appendingPathComponent("blocks"), architectures = out.appendingPathComponent("architectures")
+        process.arguments = ["python3", repository.appendingPathComponent("Tools/python/cnnref_networks.py").path, architectures.path, blocks.path]
         try process.run()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
-        let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+        let names = try FileManager.default.contentsOfDirectory(atPath: architectures.path).sorted()
         #expect(names.map { String($0.dropLast(5)) }.sorted() == Architectures.names)
-        for name in names {
-            let generated = try Data(contentsOf: out.appendingPathComponent(name))
-            let shipped = try Data(contentsOf: Architectures.directory.appendingPathComponent(name))
-            #expect(generated == shipped, "\(name) differs from the generator's output")
+        // The small signature blocks the engine check runs (Tools/engines/networks).
+        let shippedBlocks = repository.appendingPathComponent("Tools/engines/networks")
+        let blockNames = try FileManager.default.contentsOfDirectory(atPath: blocks.path).sorted()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: shippedBlocks.path).sorted() == blockNames)
+        for (folder, shipped, name) in names.map({ (architectures, Architectures.directory, $0) }) + blockNames.map({ (blocks, shippedBlocks, $0) }) {
+            let generated = try Data(contentsOf: folder.appendingPathComponent(name))
+            #expect(generated == (try Data(contentsOf: shipped.appendingPathComponent(name))), "\(name) differs from the generator's output")
+            #expect(throws: Never.self) { try NetworkFile.decode(text: String(decoding: generated, as: UTF8.self)).summary() }
         }
     }
 }

@@ -263,9 +263,76 @@ NETWORKS = [
 ]
 
 
-def write(directory):
+# ---- The signature blocks, small (1x3x12x12 inputs, narrow channels): for engines to be
+# checked node by node (Tools/engines/network_pytorch.py), not architectures.
+
+def small(name, description, shape):
+    return Net(name, description, shape)
+
+
+def block_stem():
+    n = small("stem", "AlexNet/ZFNet stem: large strided conv, ReLU, LRN (n 5, alpha 1e-4, beta 0.75, k 2), overlapping 3x3/2 max pool", [1, 3, 15, 15])
+    n.maxpool("pool1", n.lrn("norm1", n.relu("relu1", n.conv("conv1", "x", 3, 8, 5, 2, 1))), 3, 2)
+    return n
+
+
+def block_vgg():
+    n = small("vgg-block", "VGG block: two 3x3 convs (padding 1) with ReLU, then a 2x2/2 max pool", [1, 3, 8, 8])
+    x = n.relu("relu1", n.conv("conv1", "x", 3, 4, 3, 1, 1))
+    n.maxpool("pool", n.relu("relu2", n.conv("conv2", x, 4, 4, 3, 1, 1)), 2, 2)
+    return n
+
+
+def block_inception():
+    n = small("inception", "Inception module (the paper's): 1x1, 1x1-3x3, 1x1-5x5 and 3x3/1 max pool-1x1 branches, ReLU, concatenated on channels", [1, 4, 6, 6])
+    b1 = n.relu("b1.relu", n.conv("b1.conv", "x", 4, 2, 1))
+    b2 = n.relu("b2.relu", n.conv("b2.conv", n.relu("b2.reduce.relu", n.conv("b2.reduce", "x", 4, 2, 1)), 2, 3, 3, 1, 1))
+    b3 = n.relu("b3.relu", n.conv("b3.conv", n.relu("b3.reduce.relu", n.conv("b3.reduce", "x", 4, 1, 1)), 1, 2, 5, 1, 2))
+    b4 = n.relu("b4.relu", n.conv("b4.proj", n.maxpool("b4.pool", "x", 3, 1, 1), 4, 2, 1))
+    n.concat("concat", [b1, b2, b3, b4])
+    return n
+
+
+def block_basic():
+    n = small("resnet-basic", "ResNet basic block, identity shortcut: conv-BN-ReLU-conv-BN, + x, ReLU (evaluation mode)", [1, 4, 6, 6])
+    y = n.relu("relu1", n.bn("bn1", n.conv("conv1", "x", 4, 4, 3, 1, 1, bias=False), 4))
+    y = n.bn("bn2", n.conv("conv2", y, 4, 4, 3, 1, 1, bias=False), 4)
+    n.relu("relu_out", n.add("add", [y, "x"]))
+    return n
+
+
+def block_bottleneck():
+    n = small("resnext-bottleneck", "ResNeXt bottleneck with projection shortcut: 1x1, grouped 3x3/2 (groups 2), 1x1, BN after each; 1x1/2 conv + BN shortcut", [1, 4, 6, 6])
+    y = n.relu("relu1", n.bn("bn1", n.conv("conv1", "x", 4, 4, 1, bias=False), 4))
+    y = n.relu("relu2", n.bn("bn2", n.conv("conv2", y, 4, 4, 3, 2, 1, groups=2, bias=False), 4))
+    y = n.bn("bn3", n.conv("conv3", y, 4, 8, 1, bias=False), 8)
+    s = n.bn("downsample.1", n.conv("downsample.0", "x", 4, 8, 1, 2, bias=False), 8)
+    n.relu("relu_out", n.add("add", [y, s]))
+    return n
+
+
+def block_dense():
+    n = small("dense-block", "DenseNet dense block of two layers (BN-ReLU-1x1 conv-BN-ReLU-3x3 conv, growth 2) and its transition (BN-ReLU-1x1 conv-2x2/2 average pool)", [1, 4, 6, 6])
+    features = ["x"]
+    for i in range(2):
+        p = f"l{i + 1}"
+        inp = features[0] if len(features) == 1 else n.concat(f"{p}.concat", list(features))
+        cin = 4 + 2 * i
+        y = n.relu(f"{p}.relu1", n.bn(f"{p}.norm1", inp, cin))
+        y = n.relu(f"{p}.relu2", n.bn(f"{p}.norm2", n.conv(f"{p}.conv1", y, cin, 4, 1, bias=False), 4))
+        features.append(n.conv(f"{p}.conv2", y, 4, 2, 3, 1, 1, bias=False))
+    x = n.concat("concat", list(features))
+    x = n.relu("t.relu", n.bn("t.norm", x, 8))
+    n.avgpool("t.pool", n.conv("t.conv", x, 8, 4, 1, bias=False), 2, 2)
+    return n
+
+
+BLOCKS = [block_stem, block_vgg, block_inception, block_basic, block_bottleneck, block_dense]
+
+
+def write(directory, networks=NETWORKS):
     os.makedirs(directory, exist_ok=True)
-    for make in NETWORKS:
+    for make in networks:
         net = make()
         d = net.json()
         # One node per line: readable, and diffs show which node changed.
@@ -277,4 +344,6 @@ def write(directory):
 
 
 if __name__ == "__main__":
+    # cnnref_networks.py [DIR [BLOCKS_DIR]]
     write(sys.argv[1] if len(sys.argv) > 1 else "Sources/GoldenVectors/Networks")
+    write(sys.argv[2] if len(sys.argv) > 2 else "Tools/engines/networks", BLOCKS)
