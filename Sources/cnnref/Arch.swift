@@ -92,7 +92,7 @@ enum ArchText {
         }
         rows.append(["total", "", "", "", grouped(s.parameters), grouped(s.buffers), grouped(s.multiplyAdds)])
         let widths = (0..<7).map { c in rows.map { $0[c].count }.max()! }
-        var text = "\(s.network): input \(s.input.shapeText), \(s.nodes.count) nodes\n"
+        var text = "\(s.network): input \(s.input.shapeText), \(s.nodes.count) node\(s.nodes.count == 1 ? "" : "s")\n"
         for row in rows {
             let cells = row.enumerated().map { c, cell in
                 let pad = String(repeating: " ", count: widths[c] - cell.count)

@@ -8,7 +8,7 @@ import Testing
         let r = try run(["arch", "lecture-conv"])
         #expect(r.status == 0)
         #expect(r.stdout == """
-            lecture-conv: input 1x3x32x32, 1 nodes
+            lecture-conv: input 1x3x32x32, 1 node
             node   layer   inputs  output      parameters  buffers  multiply-adds
             conv   conv2d          1x10x32x32         760        0        768,000
             total                                     760        0        768,000

@@ -77,6 +77,8 @@ import Testing
         #expect(g.parameters[2].scalars == dw2)
         #expect(g.parameters[3].scalars == u)
         #expect(net.parameterCount == 40)
+        // Work: fc 4·4 terms + 4 outputs + 24 inputs (x, weight, bias) = 44, relu 4 + 4 + 4, fc2 44, add 4 + 4 + 8.
+        #expect(Work.of(net, input: [1, 4], output: [1, 4]).total == 44 + 12 + 44 + 16)
     }
 
     /// The fan-out sum is the exact sum rounded once: 1e16 + 1 − 1e16 reaches x as 1,
