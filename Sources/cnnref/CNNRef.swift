@@ -104,14 +104,23 @@ func readCase(_ path: String, limits: InputLimits) throws -> Case {
     }
 }
 
-/// The network file at `path` when the file declares `cnnref-network-1`, else nil (a case).
-func readNetwork(_ path: String, limits: InputLimits) throws -> NetworkFile? {
+/// What a file (or - for standard input) holds: a case, or a network file when it declares
+/// `cnnref-network-1`. Read once, so standard input works for both.
+enum CaseOrNetwork {
+    case testCase(Case)
+    case network(NetworkFile)
+}
+
+func readCaseOrNetwork(_ path: String, limits: InputLimits) throws -> CaseOrNetwork {
     let text = try readText(path)
     let name = path == "-" ? "<stdin>" : path
     let json: JSON
     do { json = try JSON.parse(text) } catch { throw InputError(name, "malformed JSON: \(error)") }
-    guard NetworkFile.declares(json) else { return nil }
-    do { return try NetworkFile.decode(json, maxBytes: limits.maxBytes) } catch { throw InputError(name, error) }
+    do throws(CaseError) {
+        return NetworkFile.declares(json) ? .network(try NetworkFile.decode(json, maxBytes: limits.maxBytes)) : .testCase(try limits.decoder.decode(json))
+    } catch {
+        throw InputError(name, error)
+    }
 }
 
 func printOut(_ text: String) {

@@ -13,17 +13,14 @@ extension CNNRef {
         @OptionGroup var limits: InputLimits
 
         func run() throws {
-            if file != "-", let network = try readNetwork(file, limits: limits) {
+            let source = file == "-" ? "<stdin>" : file
+            switch try readCaseOrNetwork(file, limits: limits) {
+            case .network(let network):
                 do { printOut(try network.evaluatedJSON(maxBytes: limits.maxBytes, maxWork: limits.maxWork).formatted()) } catch {
-                    throw InputError(file, error)
+                    throw InputError(source, error)
                 }
-                return
-            }
-            let input = try readCase(file, limits: limits)
-            do {
-                printOut(try input.evaluated().json.formatted())
-            } catch {
-                throw InputError(file, error)
+            case .testCase(let input):
+                do { printOut(try input.evaluated().json.formatted()) } catch { throw InputError(source, error) }
             }
         }
     }

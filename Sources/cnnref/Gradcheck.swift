@@ -61,7 +61,10 @@ extension CNNRef {
             let subjects: [Subject] = files.isEmpty
                 ? try Catalogue().gradcheckMatrix.map { try subject($0.id, $0) }
                 : try files.map { file in
-                    if let network = try readNetwork(file, limits: limits) {
+                    switch try readCaseOrNetwork(file, limits: limits) {
+                    case .testCase(let c):
+                        return try subject(file, c)
+                    case .network(let network):
                         guard let data = network.inputData else { throw InputError(file, "input.data: missing: checking the network's gradients needs the input's elements") }
                         let layer: Network
                         do throws(CaseError) { layer = try network.network(maxBytes: limits.maxBytes, maxWork: limits.maxWork) } catch {
@@ -70,7 +73,6 @@ extension CNNRef {
                         return Subject(source: file, id: network.id, layer: layer, x: Tensor(shape: network.inputShape, scalars: data),
                                        upstream: network.upstream)
                     }
-                    return try subject(file, try readCase(file, limits: limits))
                 }
             var reports: [GradientCheckReport] = []
             for s in subjects {

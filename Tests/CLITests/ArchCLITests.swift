@@ -129,3 +129,26 @@ import Testing
         #expect(r.stderr.hasPrefix("cnnref: \(path): nodes[0] (fc): the nodes up to here run 14 loop steps per pass, over the work limit of 10 (--max-work); this node: linear:"))
     }
 }
+
+extension NetworkEvaluateCLITests {
+    @Test func evaluateANetworkOnStandardInput() throws {
+        let r = try run(["evaluate", "-"], input: Self.file)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("\"output_gradients\""))
+    }
+
+    @Test(arguments: [
+        ("{\"schema\": \"cnnref-network-1\", \"id\": \"t\",", "cnnref: <stdin>: malformed JSON: line 1, column"),
+        ("{\"schema\": \"cnnref-network-1\", \"id\": \"t\", \"input\": {\"shape\": [1, 2]}, \"nodes\": []}", "cnnref: <stdin>: nodes: expected at least one node, found none"),
+        ("{\"schema\": \"cnnref-network-1\", \"id\": \"t\", \"input\": {\"shape\": [1, 2], \"data\": [1]}, \"nodes\": [{\"id\": \"r\", \"layer\": \"relu\", \"inputs\": [\"x\"]}]}",
+         "cnnref: <stdin>: input.data: shape [1, 2] needs 2 elements (1·2), found 1"),
+        ("{\"schema\": \"cnnref-network-1\", \"id\": \"t\", \"input\": {\"shape\": [1, 2], \"data\": [1, 2]}, \"nodes\": [{\"id\": \"r\", \"layer\": \"relu\", \"inputs\": [\"x\"]}]}",
+         "cnnref: <stdin>: upstream: missing required field: dL/d(output), shape [1, 2]"),
+    ])
+    func badNetworkOnStandardInput(text: String, message: String) throws {
+        let r = try run(["evaluate", "-"], input: text)
+        #expect(r.status == 2)
+        #expect(r.stderr.hasPrefix(message), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1)
+    }
+}

@@ -305,6 +305,13 @@ import Testing
         #expect(e?.hasPrefix(message) == true, "\(e ?? "no error")")
     }
 
+    /// The formats stay apart: a case reader refuses a network file by its schema, and back.
+    @Test func caseReadersRefuseNetworkFiles() {
+        var caseError: CaseError? = nil
+        do { _ = try CaseDecoder().decode(text: Self.base) } catch { caseError = error as? CaseError }
+        #expect(caseError == CaseError("schema", "expected \"cnnref-case-1\", found \"cnnref-network-1\""))
+    }
+
     /// A concat whose second input has the wrong height names that input's node.
     @Test func aMismatchedConcatNamesTheInputNode() {
         let text = """
