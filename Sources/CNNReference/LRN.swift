@@ -82,7 +82,8 @@ public struct LRN: Layer {
         return Tensor(shape: x.shape, scalars: zip(x.scalars, b).map { a, base in
             if a == 0 || beta == 0 { return a }                   // a·S^−β with S^−β > 0
             if let pw = base.power(-beta) { return (Rational(a) * pw).double }
-            return Certified.round { p in Interval(a, precision: p) * Interval(base, precision: p).power(-beta) }
+            // S^−β > 0: the sign is a's, even when the power leaves MPFR's exponent range.
+            return Certified.round(sign: { a.sign }) { p in Interval(a, precision: p) * Interval(base, precision: p).power(-beta) }
         })
     }
 
