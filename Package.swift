@@ -34,7 +34,10 @@ let package = Package(
             dependencies: [
                 "CNNReference", "CGSL", "GradientCheck", "PrecisionOracle",
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]),
+            ],
+            // The architecture descriptions of `cnnref arch` (cnnref-network-1 files,
+            // written by Tools/python/cnnref_networks.py).
+            resources: [.copy("Networks")]),
 
         // MARK: - Tool
         .executableTarget(

@@ -64,6 +64,13 @@ public struct Conv2D: SumOfProducts {
         windows(forInput: s).tilingNote(layer: Self.id, what: "filter")
     }
 
+    /// N·K·H2·W2 outputs × (C/groups)·FH·FW products each (the lecture's 32·32·10·(5·5·3)).
+    public func multiplyAdds(forInput s: [Int]) -> Int? {
+        let w = windows(forInput: s)
+        return checkedProduct([s[0], weight.shape[0], w.rows.outputSize, w.columns.outputSize,
+                               weight.shape[1], weight.shape[2], weight.shape[3]])
+    }
+
     @_specialize(where A == CorrectlyRounded)
     @_specialize(where A == CompensatedSum)
     @_specialize(where A == PlainSum)

@@ -57,6 +57,13 @@ public protocol Layer: Sendable {
     func auxiliaryOutputShapes(forInput shape: [Int]) -> [(String, [Int])]
     /// Their values at `x`, in `auxiliaryOutputShapes` order, each correctly rounded.
     func auxiliaryOutputs(_ x: Tensor) -> [NamedTensor]
+
+    /// The multiply-adds of one forward pass on an input of shape `shape` (already checked
+    /// by `outputShape`), as `cnnref arch` counts them: one per product of a sum of
+    /// products of a convolution, linear or maxout layer over the dense window — padding
+    /// taps included, bias additions not — and 0 for every other layer (SCHEMA.md,
+    /// "Counting"). nil when the count exceeds `Int.max`.
+    func multiplyAdds(forInput shape: [Int]) -> Int?
 }
 
 /// A layer that is smooth except where its forward pass switches between
@@ -95,6 +102,7 @@ extension Layer {
     public var buffers: [NamedTensor] { [] }
     public func auxiliaryOutputShapes(forInput shape: [Int]) -> [(String, [Int])] { [] }
     public func auxiliaryOutputs(_ x: Tensor) -> [NamedTensor] { [] }
+    public func multiplyAdds(forInput shape: [Int]) -> Int? { 0 }
 
     /// The parameters that are learnable: `parameters` without the further data inputs.
     public var learnableParameters: [NamedTensor] { parameters.filter { !dataInputNames.contains($0.name) } }
@@ -121,4 +129,15 @@ func requireRank(_ shape: [Int], _ rank: Int, _ field: String, _ layout: String)
     guard shape.count == rank else {
         throw CaseError(field, "expected rank \(rank) \(layout), found shape \(shape)")
     }
+}
+
+/// Π factors, or nil when it exceeds `Int.max` (shape arithmetic on untrusted files).
+public func checkedProduct(_ factors: [Int]) -> Int? {
+    var p = 1
+    for f in factors {
+        let (v, overflow) = p.multipliedReportingOverflow(by: f)
+        if overflow { return nil }
+        p = v
+    }
+    return p
 }

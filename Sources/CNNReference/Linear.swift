@@ -24,6 +24,9 @@ public struct Linear: SumOfProducts {
         return [s[0], weight.shape[0]]
     }
 
+    /// N·M outputs × D products each.
+    public func multiplyAdds(forInput s: [Int]) -> Int? { checkedProduct([s[0], weight.shape[0], weight.shape[1]]) }
+
     @_specialize(where A == CorrectlyRounded)
     @_specialize(where A == CompensatedSum)
     @_specialize(where A == PlainSum)
@@ -93,6 +96,9 @@ public struct Maxout: Layer, PiecewiseSmooth {
         }
         return [s[0], weight.shape[1]]
     }
+
+    /// N·M outputs × k pieces × D products each.
+    public func multiplyAdds(forInput s: [Int]) -> Int? { checkedProduct([s[0], weight.shape[1], pieces, weight.shape[2]]) }
 
     /// Every piece's value, [k][N·M].
     @_specialize(where A == CorrectlyRounded)

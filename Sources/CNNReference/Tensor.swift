@@ -23,7 +23,18 @@ public struct Tensor: Equatable, Sendable {
 
     public init(scalar: Double) { self.init(shape: [], scalars: [scalar]) }
 
-    public var count: Int { scalars.count }
+    /// A tensor with a shape and no elements. `outputShape`, `notes`, `multiplyAdds` and
+    /// the parameter counts read shapes only, so a network's architecture (VGG-16's 138
+    /// million parameters) is worked out without allocating its elements. Only the shape
+    /// pass of a network (`NetworkFile.summary`) and the data inputs a `Network` node
+    /// receives at each pass make these; neither evaluates a layer on them.
+    init(shapeOnly shape: [Int]) {
+        self.shape = shape
+        self.scalars = []
+    }
+
+    /// Π shape: the element count, also of a shape-only tensor.
+    public var count: Int { shape.reduce(1, *) }
     public var rank: Int { shape.count }
 
     public subscript(i: Int) -> Double {

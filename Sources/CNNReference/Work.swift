@@ -30,8 +30,14 @@ public struct Work: Sendable, CustomStringConvertible {
         arithmetic = "\(layer): \(terms) = \(productText) terms visited + \(outputs) outputs + \(inputs) input elements = \(total.map(String.init) ?? "more than Int.max") loop steps per pass"
     }
 
+    init(total: Int?, arithmetic: String) {
+        self.total = total
+        self.arithmetic = arithmetic
+    }
+
     /// The work of `layer` on an input of shape `shape` (already checked by `outputShape`).
     public static func of(_ layer: any Layer, input shape: [Int], output: [Int]) -> Work {
+        if let network = layer as? Network { return of(network, input: shape) }
         let outputs = output.reduce(1, *)
         // Every tensor the layer reads: the data inputs after the first ride in `parameters`.
         let inputs = shape.reduce(1, *) + layer.parameters.reduce(0) { $0 + $1.tensor.count }
@@ -85,5 +91,20 @@ public struct Work: Sendable, CustomStringConvertible {
         guard let output = try? layer.outputShape(forInput: shape), let work = of(layer, input: shape, output: output).total else { return false }
         let (total, overflow) = work.multipliedReportingOverflow(by: elements)
         return !overflow && total <= elementwiseBudget
+    }
+}
+
+extension Work {
+    /// A network's work: the sum of its nodes' (each at the shapes the shape pass gives it).
+    static func of(_ network: Network, input shape: [Int]) -> Work {
+        guard let s = try? network.shapes(forInput: shape) else { return Work(total: nil, arithmetic: "network: shapes do not fit") }
+        var total: Int? = 0
+        for (k, node) in network.nodes.enumerated() {
+            let layer = node.layer(with: s.inputs[k].map { Tensor(shapeOnly: $0) })
+            guard let t = total, let w = of(layer, input: s.inputs[k][0], output: s.outputs[k]).total else { total = nil; break }
+            let (v, overflow) = t.addingReportingOverflow(w)
+            total = overflow ? nil : v
+        }
+        return Work(total: total, arithmetic: "network: Σ over its \(network.nodes.count) nodes = \(total.map(String.init) ?? "more than Int.max") loop steps per pass")
     }
 }

@@ -13,7 +13,7 @@ struct CNNRef: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cnnref",
         abstract: "Reference CNN layers in Double: evaluate cases, check gradients, generate, verify and validate golden vectors, measure their precision.",
-        subcommands: [Evaluate.self, Gradcheck.self, Generate.self, Verify.self, Validate.self, PrecisionCommand.self, Applicable.self, Bench.self])
+        subcommands: [Evaluate.self, Arch.self, Gradcheck.self, Generate.self, Verify.self, Validate.self, PrecisionCommand.self, Applicable.self, Bench.self])
 
     static func main() {
         do {
@@ -101,6 +101,25 @@ func readCase(_ path: String, limits: InputLimits) throws -> Case {
         return try limits.decoder.decode(text: text)
     } catch let error as CaseError {
         throw InputError(path == "-" ? "<stdin>" : path, error)
+    }
+}
+
+/// What a file (or - for standard input) holds: a case, or a network file when it declares
+/// `cnnref-network-1`. Read once, so standard input works for both.
+enum CaseOrNetwork {
+    case testCase(Case)
+    case network(NetworkFile)
+}
+
+func readCaseOrNetwork(_ path: String, limits: InputLimits) throws -> CaseOrNetwork {
+    let text = try readText(path)
+    let name = path == "-" ? "<stdin>" : path
+    let json: JSON
+    do { json = try JSON.parse(text) } catch { throw InputError(name, "malformed JSON: \(error)") }
+    do throws(CaseError) {
+        return NetworkFile.declares(json) ? .network(try NetworkFile.decode(json, maxBytes: limits.maxBytes)) : .testCase(try limits.decoder.decode(json))
+    } catch {
+        throw InputError(name, error)
     }
 }
 

@@ -46,23 +46,45 @@ extension CNNRef {
             guard maxElements >= 1 else { throw ValidationError("--max-elements must be ≥ 1, found \(maxElements)") }
         }
 
+        /// A case, or a network file with its input's data (its upstream optional).
+        struct Subject {
+            var source: String, id: String, layer: any Layer, x: Tensor, upstream: Tensor?
+        }
+
+        func subject(_ source: String, _ c: Case) throws -> Subject {
+            do { return Subject(source: source, id: c.id, layer: try LayerRegistry.makeLayer(c), x: c.inputs[0].tensor, upstream: c.upstream) } catch {
+                throw InputError(source, error)
+            }
+        }
+
         func run() throws {
-            let cases: [(String, Case)] = files.isEmpty
-                ? Catalogue().gradcheckMatrix.map { ($0.id, $0) }
-                : try files.map { ($0, try readCase($0, limits: limits)) }
+            let subjects: [Subject] = files.isEmpty
+                ? try Catalogue().gradcheckMatrix.map { try subject($0.id, $0) }
+                : try files.map { file in
+                    switch try readCaseOrNetwork(file, limits: limits) {
+                    case .testCase(let c):
+                        return try subject(file, c)
+                    case .network(let network):
+                        guard let data = network.inputData else { throw InputError(file, "input.data: missing: checking the network's gradients needs the input's elements") }
+                        let layer: Network
+                        do throws(CaseError) { layer = try network.network(maxBytes: limits.maxBytes, maxWork: limits.maxWork) } catch {
+                            throw InputError(file, error)
+                        }
+                        return Subject(source: file, id: network.id, layer: layer, x: Tensor(shape: network.inputShape, scalars: data),
+                                       upstream: network.upstream)
+                    }
+                }
             var reports: [GradientCheckReport] = []
-            for (source, c) in cases {
-                let layer: any Layer
-                do { layer = try LayerRegistry.makeLayer(c) } catch { throw InputError(source, error) }
-                let x = c.inputs[0].tensor
-                let size = c.inputs.reduce(0) { $0 + $1.tensor.count }
+            for s in subjects {
+                let (source, layer, x) = (s.source, s.layer, s.x)
+                let size = x.count + layer.parameters.reduce(0) { $0 + $1.tensor.count }
                 // Element checks run the layer a few times per element: past the budget, directions only.
                 let elementwise = size <= maxElements && Work.elementwiseAffordable(layer, input: x.shape, elements: size)
                 var config = GradientCheckConfiguration(elementwise: elementwise, directions: directions, seed: seed, order: order)
                 config.tangents = tangents
                 if !config.elementwise && config.directions == 0 { config.directions = 4 }
                 do {
-                    reports.append(try GradientChecker.check(layer, input: x, upstream: c.upstream, caseID: c.id,
+                    reports.append(try GradientChecker.check(layer, input: x, upstream: s.upstream, caseID: s.id,
                                                              configuration: config))
                 } catch { throw InputError(source, error) }
             }
