@@ -132,13 +132,28 @@ extension PReLU: SecondOrder {
 
 extension Swish {
     /// With z = βx, s = σ(z): f_x = s + z·σ'(z), f_β = x²·σ'(z), f_xx = 2β·σ' + β²x·σ'',
-    /// f_xβ = 2x·σ' + βx²·σ'', f_ββ = x³·σ'' (σ' = s·σ(−z), σ'' from `logisticSecond`).
-    func partials(_ x: Double) -> (fx: DoubleDouble, fb: DoubleDouble, fxx: DoubleDouble, fxb: DoubleDouble, fbb: DoubleDouble) {
+    /// f_xβ = 2x·σ' + βx²·σ'', f_ββ = x³·σ'' (σ' = s·σ(−z), σ'' from `logisticSecond`),
+    /// all times 2^scale. Below z = −600, σ, σ' and σ'' are e^z to double-double
+    /// precision and lie near or below the subnormal range, where one rounding of σ'
+    /// (e^−745 is 0.57 of the smallest subnormal) times x² ≈ 5.6·10⁵ would be off by
+    /// 75%: they are formed as e^(z + 600·ln 2), and callers scale the products back once.
+    func partials(_ x: Double) -> (fx: DoubleDouble, fb: DoubleDouble, fxx: DoubleDouble, fxb: DoubleDouble, fbb: DoubleDouble, scale: Int) {
         let b = DoubleDouble(beta), xd = DoubleDouble(x)
         let z = DoubleDouble.product(beta, x)
-        let s = DoubleDouble.logistic(z), s1 = s * DoubleDouble.logistic(-z), s2 = logisticSecond(z)
+        let scale = z.value < -600 ? 600 : 0
+        let s: DoubleDouble, s1: DoubleDouble, s2: DoubleDouble
+        if scale > 0 {
+            // 1 + e^z is 1 to double-double precision here, so σ(z) = e^z and σ(−z) = 1.
+            s = DoubleDouble.exp(z + DoubleDouble(Double(scale)) * DoubleDouble.ln2)
+            s1 = s
+            s2 = -(s * tanhDD(DoubleDouble(0.5) * z))
+        } else {
+            s = DoubleDouble.logistic(z)
+            s1 = s * DoubleDouble.logistic(-z)
+            s2 = logisticSecond(z)
+        }
         let x2 = DoubleDouble.product(x, x), two = DoubleDouble(2)
-        return (s + z * s1, x2 * s1, two * b * s1 + b * z * s2, two * xd * s1 + z * xd * s2, x2 * xd * s2)
+        return (s + z * s1, x2 * s1, two * b * s1 + b * z * s2, two * xd * s1 + z * xd * s2, x2 * xd * s2, scale)
     }
 }
 
@@ -147,7 +162,7 @@ extension Swish: SecondOrder {
         let tb = DoubleDouble(t.parameters[0][0])
         return Tensor(shape: x.shape, scalars: x.scalars.indices.map { i in
             let p = partials(x[i])
-            return (p.fx * DoubleDouble(t.input[i]) + p.fb * tb).value
+            return (p.fx * DoubleDouble(t.input[i]) + p.fb * tb).scaled(-p.scale).value
         })
     }
     /// ⟨w, g⟩ = Σ w_x·u·f_x + w_β·Σ u·f_β: ∂/∂x = u·(w_x·f_xx + w_β·f_xβ),
@@ -157,8 +172,8 @@ extension Swish: SecondOrder {
         var dbeta = DoubleDoubleSum()
         let dx = x.scalars.indices.map { i -> Double in
             let p = partials(x[i]), ui = DoubleDouble(u[i]), wx = DoubleDouble(w.input[i])
-            dbeta.add(ui * (wx * p.fxb + wb * p.fbb))
-            return (ui * (wx * p.fxx + wb * p.fxb)).value
+            dbeta.add((ui * (wx * p.fxb + wb * p.fbb)).scaled(-p.scale))
+            return (ui * (wx * p.fxx + wb * p.fxb)).scaled(-p.scale).value
         }
         return DoubleBackward(gradients: Gradients(input: Tensor(shape: x.shape, scalars: dx),
                                                    parameters: [Tensor(shape: [1], scalars: [dbeta.total.value])]),
