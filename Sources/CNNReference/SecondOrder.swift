@@ -314,10 +314,17 @@ func dot(_ a: [DoubleDouble], _ b: [DoubleDouble]) -> DoubleDouble {
     return s.total
 }
 
-/// The softmax Jacobian J = diag(p) − p·pᵀ (symmetric) applied to v: p ⊙ (v − ⟨p, v⟩).
+/// The softmax Jacobian J = diag(p) − p·pᵀ (symmetric) applied to v: p ⊙ (v − ⟨p, v⟩),
+/// formed as p_k·Σ_j p_j·(v_k − v_j) (equal, since Σp = 1). The plain form cancels: with
+/// p₀ = 1 − p₁ and p₁ < 2⁻¹⁰⁶ (a gap beyond 74), p₀ is 1 in double-double and
+/// v₀ − ⟨p, v⟩ = p₁·(v₀ − v₁) vanishes (0 where ~10⁻²⁴ was right); and a constant v, which
+/// J maps to exactly 0, gave the rounding of Σp − 1 (4·10⁻³⁴). O(n²) per slice.
 func softmaxJacobian(_ p: [DoubleDouble], _ v: [DoubleDouble]) -> [DoubleDouble] {
-    let pv = dot(p, v)
-    return zip(p, v).map { $0 * ($1 - pv) }
+    p.indices.map { k in
+        var s = DoubleDoubleSum()
+        for j in p.indices where j != k { s.add(p[j] * (v[k] - v[j])) }
+        return p[k] * s.total
+    }
 }
 
 extension Softmax: SecondOrder {
@@ -333,9 +340,17 @@ extension Softmax: SecondOrder {
                 continue
             }
             let us = slice.map { DoubleDouble(u[$0]) }, ws = slice.map { DoubleDouble(w.input[$0]) }
-            let wp = dot(ws, p), pu = dot(p, us)
-            let v = slice.indices.map { k in ws[k] * us[k] - wp * us[k] - pu * ws[k] }
-            for (k, i) in slice.enumerated() { dx[i] = softmaxJacobian(p, v)[k].value }
+            // v ≡ (w − ⟨w, p⟩) ⊙ (u − ⟨p, u⟩) modulo constants, which J annihilates; u − ⟨p, u⟩
+            // is J's own form divided by p (exactly 0 for a constant u, whose g is 0).
+            let wp = dot(ws, p)
+            let centred = p.indices.map { k in
+                var s = DoubleDoubleSum()
+                for j in p.indices where j != k { s.add(p[j] * (us[k] - us[j])) }
+                return s.total
+            }
+            let v = slice.indices.map { k in (ws[k] - wp) * centred[k] }
+            let jv = softmaxJacobian(p, v)
+            for (k, i) in slice.enumerated() { dx[i] = jv[k].value }
         }
         return DoubleBackward(gradients: Gradients(input: Tensor(shape: x.shape, scalars: dx)),
                               outputGradient: jvp(x, tangents: w))

@@ -329,7 +329,9 @@ struct SecondOrderRun {
         }
         let here = piece(x)
         if here.isEmpty || [x + h, x - h, x + h / 2, x - h / 2].allSatisfy({ piece($0) == here }) {
-            return result(gslDerivative(.central, at: x, step: h, value), h, .smooth)
+            // GSL's rule with this noise as its round-off estimate, judged at the step used (as the JVP).
+            let n = centralDerivative(at: x, step: h, roundoff: { configuration.c * eps * noise / $0 }, value)
+            return result(NumericalDerivative(value: n.value, abserr: n.truncation), n.step, .smooth)
         }
         let leftPiece = piece(beside.0), rightPiece = piece(beside.1)
         // The largest h/4^k whose one-sided stencil stays within the piece beside x.
