@@ -4,7 +4,7 @@
 # (bash Tools/engines/run_adapters.sh --install-only pytorch makes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build -c release --product cnnref >&2
+flock /tmp/swift.lock swift build -c release --product cnnref >&2  # one Swift build at a time on this machine
 venvs=${CNNREF_VENV_DIR:-$HOME/.cache/cnnref-venvs}
 torch=$(ls -t "$venvs"/pytorch-*/bin/python 2>/dev/null | head -n 1 || true)
 if [ -n "$torch" ]; then
