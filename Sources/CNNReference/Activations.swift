@@ -15,7 +15,7 @@ public func logisticDerivative(_ x: Double) -> Double { CertifiedElementwise.sig
 
 /// ReLU: y = max(0, x), with relu(−0) = +0. Derivative 1 for x > 0, else 0
 /// (ReLU'(0) = 0, PyTorch's and JAX's choice).
-public struct ReLU: ElementwiseLayer, PiecewiseSmooth {
+public struct ReLU: ElementwiseLayer, Pointwise, PiecewiseSmooth {
     public static let id = "relu"
     public var parameters: [NamedTensor] = []
     public init() {}
@@ -34,7 +34,7 @@ public struct ReLU: ElementwiseLayer, PiecewiseSmooth {
 /// Leaky ReLU: y = x for x > 0, slope·x otherwise. Derivative 1 for x > 0,
 /// slope for x ≤ 0 (the slope at x = 0, as PyTorch). The slope is required:
 /// the lecture uses 0.1, PyTorch defaults to 0.01, TensorFlow to 0.2.
-public struct LeakyReLU: ElementwiseLayer, PiecewiseSmooth {
+public struct LeakyReLU: ElementwiseLayer, Pointwise, PiecewiseSmooth {
     public static let id = "leaky_relu"
     public let slope: Double
     public var parameters: [NamedTensor] = []
@@ -55,7 +55,7 @@ public struct LeakyReLU: ElementwiseLayer, PiecewiseSmooth {
 /// (`slope` [C], channel = axis 1 of x [N, C, ...]) or shared (`slope` [1]).
 /// Derivative in x: 1 for x > 0, a_c for x ≤ 0; dL/da_c = Σ over the channel's
 /// elements with x ≤ 0 of dy·x (a correctly rounded sum over batch and space).
-public struct PReLU: ElementwiseLayer, PiecewiseSmooth {
+public struct PReLU: ElementwiseLayer, Pointwise, PiecewiseSmooth {
     public static let id = "prelu"
     public var parameters: [NamedTensor]
     public init(slope: Tensor) { parameters = [NamedTensor("slope", slope)] }
@@ -109,7 +109,7 @@ public struct PReLU: ElementwiseLayer, PiecewiseSmooth {
 /// Derivative 1 for x > 0, α·e^x for x ≤ 0: at x = 0 the negative branch, α (PyTorch's
 /// choice). Each value is certified correctly rounded (`Certified`); the gradient
 /// checker's forward passes use double-double.
-public struct ELU: ElementwiseLayer, PiecewiseSmooth {
+public struct ELU: ElementwiseLayer, Pointwise, PiecewiseSmooth {
     public static let id = "elu"
     public let alpha: Double
     public var parameters: [NamedTensor] = []
@@ -136,7 +136,7 @@ public struct ELU: ElementwiseLayer, PiecewiseSmooth {
 
 /// Sigmoid: y = σ(x) = 1/(1 + e^−x); derivative σ(x)·σ(−x); each value certified
 /// correctly rounded (the gradient checker's forward passes use double-double).
-public struct Sigmoid: ElementwiseLayer {
+public struct Sigmoid: ElementwiseLayer, Pointwise {
     public static let id = "sigmoid"
     public var parameters: [NamedTensor] = []
     public init() {}
@@ -158,7 +158,7 @@ public struct Sigmoid: ElementwiseLayer {
 /// with e = e^−2|x|, which has no cancellation for large |x| (the gradient checker's
 /// fast path). The reference values are certified correctly rounded: tanh(±0) = ±0,
 /// dy·sech²(x) without overflow or underflow of any intermediate.
-public struct Tanh: ElementwiseLayer {
+public struct Tanh: ElementwiseLayer, Pointwise {
     public static let id = "tanh"
     public var parameters: [NamedTensor] = []
     public init() {}
@@ -182,7 +182,7 @@ public struct Tanh: ElementwiseLayer {
 /// double-double over all elements. βx is formed exactly; every value is
 /// certified correctly rounded, dL/dβ included (an exact 0, such as ±x with
 /// upstreams ±d, is +0); non-finite operands go through double-double (IEEE).
-public struct Swish: ElementwiseLayer {
+public struct Swish: ElementwiseLayer, Pointwise {
     public static let id = "swish"
     public var parameters: [NamedTensor]
     public init(beta: Tensor) { parameters = [NamedTensor("beta", beta)] }

@@ -120,6 +120,12 @@ extension Layer {
 /// Elementwise layers map each element independently, so any shape is valid.
 protocol ElementwiseLayer: Layer {}
 
+/// A layer each of whose outputs reads one element of the input and at most one
+/// element of each parameter (the activations; not softmax, whose outputs read a whole
+/// row): one nonzero per row of the Jacobian and tensor, so J·|θ| of one tensor has no
+/// cancellation, which the forward-mode check's rounding bound relies on.
+public protocol Pointwise: Layer {}
+
 extension ElementwiseLayer {
     public func outputShape(forInput shape: [Int]) throws(CaseError) -> [Int] { shape }
 }

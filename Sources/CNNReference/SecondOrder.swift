@@ -132,13 +132,28 @@ extension PReLU: SecondOrder {
 
 extension Swish {
     /// With z = βx, s = σ(z): f_x = s + z·σ'(z), f_β = x²·σ'(z), f_xx = 2β·σ' + β²x·σ'',
-    /// f_xβ = 2x·σ' + βx²·σ'', f_ββ = x³·σ'' (σ' = s·σ(−z), σ'' from `logisticSecond`).
-    func partials(_ x: Double) -> (fx: DoubleDouble, fb: DoubleDouble, fxx: DoubleDouble, fxb: DoubleDouble, fbb: DoubleDouble) {
+    /// f_xβ = 2x·σ' + βx²·σ'', f_ββ = x³·σ'' (σ' = s·σ(−z), σ'' from `logisticSecond`),
+    /// all times 2^scale. Below z = −600, σ, σ' and σ'' are e^z to double-double
+    /// precision and lie near or below the subnormal range, where one rounding of σ'
+    /// (e^−745 is 0.57 of the smallest subnormal) times x² ≈ 5.6·10⁵ would be off by
+    /// 75%: they are formed as e^(z + 600·ln 2), and callers scale the products back once.
+    func partials(_ x: Double) -> (fx: DoubleDouble, fb: DoubleDouble, fxx: DoubleDouble, fxb: DoubleDouble, fbb: DoubleDouble, scale: Int) {
         let b = DoubleDouble(beta), xd = DoubleDouble(x)
         let z = DoubleDouble.product(beta, x)
-        let s = DoubleDouble.logistic(z), s1 = s * DoubleDouble.logistic(-z), s2 = logisticSecond(z)
+        let scale = z.value < -600 ? 600 : 0
+        let s: DoubleDouble, s1: DoubleDouble, s2: DoubleDouble
+        if scale > 0 {
+            // 1 + e^z is 1 to double-double precision here, so σ(z) = e^z and σ(−z) = 1.
+            s = DoubleDouble.exp(z + DoubleDouble(Double(scale)) * DoubleDouble.ln2)
+            s1 = s
+            s2 = -(s * tanhDD(DoubleDouble(0.5) * z))
+        } else {
+            s = DoubleDouble.logistic(z)
+            s1 = s * DoubleDouble.logistic(-z)
+            s2 = logisticSecond(z)
+        }
         let x2 = DoubleDouble.product(x, x), two = DoubleDouble(2)
-        return (s + z * s1, x2 * s1, two * b * s1 + b * z * s2, two * xd * s1 + z * xd * s2, x2 * xd * s2)
+        return (s + z * s1, x2 * s1, two * b * s1 + b * z * s2, two * xd * s1 + z * xd * s2, x2 * xd * s2, scale)
     }
 }
 
@@ -147,7 +162,7 @@ extension Swish: SecondOrder {
         let tb = DoubleDouble(t.parameters[0][0])
         return Tensor(shape: x.shape, scalars: x.scalars.indices.map { i in
             let p = partials(x[i])
-            return (p.fx * DoubleDouble(t.input[i]) + p.fb * tb).value
+            return (p.fx * DoubleDouble(t.input[i]) + p.fb * tb).scaled(-p.scale).value
         })
     }
     /// ⟨w, g⟩ = Σ w_x·u·f_x + w_β·Σ u·f_β: ∂/∂x = u·(w_x·f_xx + w_β·f_xβ),
@@ -157,8 +172,8 @@ extension Swish: SecondOrder {
         var dbeta = DoubleDoubleSum()
         let dx = x.scalars.indices.map { i -> Double in
             let p = partials(x[i]), ui = DoubleDouble(u[i]), wx = DoubleDouble(w.input[i])
-            dbeta.add(ui * (wx * p.fxb + wb * p.fbb))
-            return (ui * (wx * p.fxx + wb * p.fxb)).value
+            dbeta.add((ui * (wx * p.fxb + wb * p.fbb)).scaled(-p.scale))
+            return (ui * (wx * p.fxx + wb * p.fxb)).scaled(-p.scale).value
         }
         return DoubleBackward(gradients: Gradients(input: Tensor(shape: x.shape, scalars: dx),
                                                    parameters: [Tensor(shape: [1], scalars: [dbeta.total.value])]),
@@ -299,10 +314,17 @@ func dot(_ a: [DoubleDouble], _ b: [DoubleDouble]) -> DoubleDouble {
     return s.total
 }
 
-/// The softmax Jacobian J = diag(p) − p·pᵀ (symmetric) applied to v: p ⊙ (v − ⟨p, v⟩).
+/// The softmax Jacobian J = diag(p) − p·pᵀ (symmetric) applied to v: p ⊙ (v − ⟨p, v⟩),
+/// formed as p_k·Σ_j p_j·(v_k − v_j) (equal, since Σp = 1). The plain form cancels: with
+/// p₀ = 1 − p₁ and p₁ < 2⁻¹⁰⁶ (a gap beyond 74), p₀ is 1 in double-double and
+/// v₀ − ⟨p, v⟩ = p₁·(v₀ − v₁) vanishes (0 where ~10⁻²⁴ was right); and a constant v, which
+/// J maps to exactly 0, gave the rounding of Σp − 1 (4·10⁻³⁴). O(n²) per slice.
 func softmaxJacobian(_ p: [DoubleDouble], _ v: [DoubleDouble]) -> [DoubleDouble] {
-    let pv = dot(p, v)
-    return zip(p, v).map { $0 * ($1 - pv) }
+    p.indices.map { k in
+        var s = DoubleDoubleSum()
+        for j in p.indices where j != k { s.add(p[j] * (v[k] - v[j])) }
+        return p[k] * s.total
+    }
 }
 
 extension Softmax: SecondOrder {
@@ -318,9 +340,17 @@ extension Softmax: SecondOrder {
                 continue
             }
             let us = slice.map { DoubleDouble(u[$0]) }, ws = slice.map { DoubleDouble(w.input[$0]) }
-            let wp = dot(ws, p), pu = dot(p, us)
-            let v = slice.indices.map { k in ws[k] * us[k] - wp * us[k] - pu * ws[k] }
-            for (k, i) in slice.enumerated() { dx[i] = softmaxJacobian(p, v)[k].value }
+            // v ≡ (w − ⟨w, p⟩) ⊙ (u − ⟨p, u⟩) modulo constants, which J annihilates; u − ⟨p, u⟩
+            // is J's own form divided by p (exactly 0 for a constant u, whose g is 0).
+            let wp = dot(ws, p)
+            let centred = p.indices.map { k in
+                var s = DoubleDoubleSum()
+                for j in p.indices where j != k { s.add(p[j] * (us[k] - us[j])) }
+                return s.total
+            }
+            let v = slice.indices.map { k in (ws[k] - wp) * centred[k] }
+            let jv = softmaxJacobian(p, v)
+            for (k, i) in slice.enumerated() { dx[i] = jv[k].value }
         }
         return DoubleBackward(gradients: Gradients(input: Tensor(shape: x.shape, scalars: dx)),
                               outputGradient: jvp(x, tangents: w))

@@ -50,12 +50,11 @@ public struct GradientCheckConfiguration: Sendable {
     /// layer); 2: the double backward instead, every element (`elementwise`) and along
     /// `directions` random directions through x, θ and the upstream.
     public var order = 1
-    /// Opt-in (0 by default, as `cnnref gradcheck --tangents`): on the steepest softmax and
-    /// Swish cases the 3-point rule's error exceeds GSL's estimate by 2–3×, so the JVP
-    /// check has false failures there until its tolerance covers them.
-    public var tangents = 0
+    /// Random tangents per case for the JVP check at order 1 (2 by default, as
+    /// `cnnref gradcheck --tangents`; 0 turns it off).
+    public var tangents = 2
 
-    public init(elementwise: Bool = true, directions: Int = 0, seed: UInt = 1, order: Int = 1, tangents: Int = 0) {
+    public init(elementwise: Bool = true, directions: Int = 0, seed: UInt = 1, order: Int = 1, tangents: Int = 2) {
         self.elementwise = elementwise
         self.directions = directions
         self.seed = seed

@@ -9,12 +9,21 @@ import Foundation
 //
 // with S the scale of the rounding noise of the differentiated function.
 //
-// - JVP: for a random Gaussian tangent v through the input and every parameter, each
-//   output element's d/dt y_o(θ + t·v) (`gsl_deriv_central`; the four or eight forward
-//   passes are shared by all outputs) against jvp(θ, v)_o. S = |y_o| + A_o, where A_o
-//   bounds the rounding of the moved point θ + t·v as it reaches y_o (Σᵢ|∂y_o/∂θᵢ|·|θᵢ|):
-//   2·Σ|terms| for a sum of products (each term is bilinear), else the JVP magnitudes
-//   along |θ| and along |θ| with random signs, per tensor, doubled.
+// - JVP: for a random Gaussian tangent v through the input and every parameter (each
+//   coordinate scaled by max(1, |θᵢ|), as the first-order step is), each
+//   output element's d/dt y_o(θ + t·v) (`gsl_deriv_central`; the forward passes at each t
+//   are shared by all outputs) against jvp(θ, v)_o. S = |y_o| + 2⁻¹⁰²³ + A_o: the
+//   evaluation's own rounding (relative, and absolute where y_o is subnormal; below 2⁻⁹⁶⁸
+//   the forward pass is the correctly rounded one, as at first order), and A_o, a bound on
+//   how far rounding the moved point θ + t·v moves y_o: each coordinate is off by at most
+//   ε/2·|θᵢ + t·vᵢ|, so y_o by Σᵢ|∂y_o/∂θᵢ|·|θᵢ|·ε/2 (doubled for the moved point and
+//   the rounding of the bound). That sum is taken on |J| itself, never on J·|θ|: a
+//   softmax row sums to zero, so J·|θ| cancels to nothing at logits near ±1000 while the
+//   rounding of each logit still moves y by ~|J|·ulp(1000). The step follows GSL's
+//   algorithm with this S as its round-off estimate (`centralDerivative`), and the
+//   rounding term is taken at the step used: along a steep tangent (swish at x = −636
+//   moved along β, where y ∝ e^{528t}) `gsl_deriv_central`'s ε·|f| term made it retry
+//   with a step ~10³ below the nominal one, where the rounding is ~10³ larger.
 // - Double backward (what `gradgradcheck` does): with a random cotangent w of the gradient
 //   g(x, θ, u) = backward(x, u), G = ⟨w, g⟩ is differentiated along every element of x,
 //   θ and u (element mode) and along random Gaussian directions through all of them
@@ -97,11 +106,18 @@ struct SecondOrderRun {
     mutating func checkJVP(_ d: Int, _ rng: SeededRandom) -> TensorReport {
         let p = layer.parameters.count
         let base = (0...p).map { tensor($0) }
-        let v = base.map { t in t.scalars.map { _ in rng.gaussian() } }
+        // Each coordinate's tangent is scaled by max(1, |θᵢ|), the first-order step's scale:
+        // a JVP is linear in v, so any tangent checks it, and with a unit tangent a
+        // coordinate near 1e150 would not move at all (ulp(1e150) ≈ 1e134 ≫ t), leaving only
+        // the rounding of the moved point, ~|J|·|θ|·ε/t against a JVP of ~|J|·1.
+        let v = base.map { t in t.scalars.map { θ in rng.gaussian() * (θ.isFinite ? min(max(1, θ.magnitude), 0x1p1000) : 1) } }
         let tangents = Tangents(input: Tensor(shape: input.shape, scalars: v[0]),
                                 parameters: (0..<p).map { Tensor(shape: base[$0 + 1].shape, scalars: v[$0 + 1]) })
         let a = layer.jvp(input, tangents: tangents)
         let y0 = layer.forward(input, accumulator: CompensatedSum.self)
+        // As at first order: below 2⁻⁹⁶⁸ double-double's low word is subnormal, so the
+        // objective is the correctly rounded forward pass (within the absolute term of S).
+        let nearUnderflow = y0.scalars.contains { $0 != 0 && $0.magnitude < 0x1p-968 }
         let moved = movedRounding(base)
         let h = configuration.relativeStep
         let piece = layer.activeSet(input)
@@ -124,9 +140,11 @@ struct SecondOrderRun {
             move(t)
             let y: Tensor
             if let frozen, let piecewise = probe.layer as? any PiecewiseSmooth {
-                y = piecewise.forward(probe.input, piece: frozen, accumulator: CompensatedSum.self)
+                y = nearUnderflow ? piecewise.forward(probe.input, piece: frozen, accumulator: CorrectlyRounded.self)
+                    : piecewise.forward(probe.input, piece: frozen, accumulator: CompensatedSum.self)
             } else {
-                y = probe.layer.forward(probe.input, accumulator: CompensatedSum.self)
+                y = nearUnderflow ? probe.layer.forward(probe.input, accumulator: CorrectlyRounded.self)
+                    : probe.layer.forward(probe.input, accumulator: CompensatedSum.self)
             }
             cache[t.bitPattern] = y.scalars
             return y.scalars
@@ -140,18 +158,23 @@ struct SecondOrderRun {
                                             abserr: 0, tolerance: 0, kind: .notFinite, ratio: 0), keep: configuration.failuresKept)
                 continue
             }
-            let numeric = gslDerivative(.central, at: 0, step: h) { t in outputs(t)[o] }
-            let tol = configuration.k * numeric.abserr
-                + configuration.c * eps * (a[o].magnitude + (y0[o].magnitude + moved[o]) / h)
+            let noise = y0[o].magnitude + 0x1p-1023 + moved[o]
+            let numeric = centralDerivative(at: 0, step: h, roundoff: { configuration.c * eps * noise / $0 }) { outputs($0)[o] }
+            let tol = configuration.k * numeric.truncation + configuration.c * eps * (a[o].magnitude + noise / numeric.step)
             let r = a[o].isFinite ? ratio((a[o] - numeric.value).magnitude, tol) : .infinity
             report.record(ElementResult(tensor: name, index: index, analytic: a[o], numeric: numeric.value, oneSided: nil,
-                                        abserr: numeric.abserr, tolerance: tol, kind: kind, ratio: r), keep: configuration.failuresKept)
+                                        abserr: numeric.truncation, tolerance: tol, kind: kind, ratio: r), keep: configuration.failuresKept)
         }
         return report
     }
 
-    /// Per output, a bound (or for a layer that is not a sum of products, an estimate) of
-    /// Σᵢ|∂y_o/∂θᵢ|·|θᵢ|: how far rounding θ + t·v moves y_o, per unit ε.
+    /// Per output, a bound on Σᵢ|∂y_o/∂θᵢ|·|θᵢ| (over the input and every parameter),
+    /// doubled: how far rounding θ + t·v moves y_o, per unit ε. On |J| itself: for a sum
+    /// of products, the layer on absolute values with `TermMagnitude` (Σ|terms| ≥ the
+    /// sum); for a `Pointwise` layer, where y_o reads one element of each tensor, the
+    /// JVP along |θ| of each tensor in turn (one term each, so no cancellation); for any
+    /// other layer, J row by row (a backward pass per output) or column by column (a JVP
+    /// per element), whichever is fewer passes.
     func movedRounding(_ base: [Tensor]) -> [Double] {
         let p = layer.parameters.count
         if layer is any SumOfProducts {
@@ -162,15 +185,41 @@ struct SecondOrderRun {
             let m = absolute.forward(Tensor(shape: input.shape, scalars: input.scalars.map(\.magnitude)), accumulator: TermMagnitude.self)
             return m.scalars.map { 2 * $0 }
         }
-        let rng = SeededRandom(seed: configuration.seed &+ 0xab5)
-        var total = [Double](repeating: 0, count: layer.forward(input, accumulator: CompensatedSum.self).count)
-        for s in 0...p {
-            for signs in [false, true] {
-                let along = (0...p).map { k in
-                    Tensor(shape: base[k].shape, scalars: base[k].scalars.map { k == s ? $0.magnitude * (signs && rng.unit() < 0.5 ? -1 : 1) : 0 })
+        let y = layer.forward(input, accumulator: CompensatedSum.self)
+        var total = [Double](repeating: 0, count: y.count)
+        func zeros() -> [Tensor] { base.map { Tensor(zeros: $0.shape) } }
+        func jvp(_ along: [Tensor]) -> Tensor {
+            layer.jvp(input, tangents: Tangents(input: along[0], parameters: Array(along.dropFirst())))
+        }
+        func add(_ j: Tensor, weight: Double = 1) {
+            for o in total.indices where j[o].isFinite { total[o] += 2 * weight * j[o].magnitude }
+        }
+        if layer is any Pointwise {
+            for s in 0...p {
+                var along = zeros()
+                along[s] = Tensor(shape: base[s].shape, scalars: base[s].scalars.map(\.magnitude))
+                add(jvp(along))
+            }
+            return total
+        }
+        let elements = base.reduce(0) { $0 + $1.count }
+        if y.count <= elements {
+            for o in total.indices {
+                var e = Tensor(zeros: y.shape)
+                e[o] = 1
+                let g = layer.backward(input, outputGradient: e)
+                let row = [g.input] + g.parameters
+                var sum = 0.0
+                for (gs, ts) in zip(row, base) { for (gi, ti) in zip(gs.scalars, ts.scalars) where gi.isFinite { sum += (gi * ti).magnitude } }
+                total[o] = 2 * sum
+            }
+        } else {
+            for s in 0...p {
+                for i in 0..<base[s].count where base[s][i] != 0 && base[s][i].isFinite {
+                    var along = zeros()
+                    along[s][i] = 1
+                    add(jvp(along), weight: base[s][i].magnitude)
                 }
-                let j = layer.jvp(input, tangents: Tangents(input: along[0], parameters: Array(along.dropFirst())))
-                for o in total.indices where j[o].isFinite { total[o] += 2 * j[o].magnitude }
             }
         }
         return total
@@ -280,7 +329,9 @@ struct SecondOrderRun {
         }
         let here = piece(x)
         if here.isEmpty || [x + h, x - h, x + h / 2, x - h / 2].allSatisfy({ piece($0) == here }) {
-            return result(gslDerivative(.central, at: x, step: h, value), h, .smooth)
+            // GSL's rule with this noise as its round-off estimate, judged at the step used (as the JVP).
+            let n = centralDerivative(at: x, step: h, roundoff: { configuration.c * eps * noise / $0 }, value)
+            return result(NumericalDerivative(value: n.value, abserr: n.truncation), n.step, .smooth)
         }
         let leftPiece = piece(beside.0), rightPiece = piece(beside.1)
         // The largest h/4^k whose one-sided stencil stays within the piece beside x.

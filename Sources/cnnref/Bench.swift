@@ -9,14 +9,19 @@ extension CNNRef {
         static let configuration = CommandConfiguration(
             abstract: "Measure the speed targets and print the figures (build with -c release).",
             discussion: """
-                gradcheck: conv2d x (2,3,8,8), weight (4,3,3,3), bias (4), stride 1, padding 1: all 496 elements \
-                through GSL (target ≤ 30 ms), and one random direction (target < 1 ms). vectors: full generation \
+                gradcheck: conv2d W1, x (2,3,8,8), weight (4,3,3,3), bias (4), stride 1, padding 1: all 496 elements \
+                (with --torch-python, against torch.autograd.gradcheck in full mode on the same function in the same \
+                run, target ≥ 10x), the default check (with the JVP), one random direction (target < 1 ms), and the \
+                order-2 check along 8 directions (target < 50 ms). vectors: full generation \
                 and full verify of the catalogue (target < 20 s each). accumulate: ns per multiply-add, correctly \
                 rounded vs a plain fma loop, n = 9, 27, 576, 4608 (target ≤ 4×).
                 """)
 
         @Option(help: "Repetitions per figure; the median is printed.")
         var repetitions: Int = 11
+
+        @Option(help: "A Python with torch (the PyTorch adapter's venv; Tools/bench.sh finds it): times torch.autograd.gradcheck in full mode on the same conv2d in this run and prints the ratio.")
+        var torchPython: String?
 
         func validate() throws {
             guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1, found \(repetitions)") }
@@ -40,6 +45,20 @@ extension CNNRef {
                 let r = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 1))
                 precondition(r.passed)
             }
+            let firstOrder = try median(repetitions) {
+                let r = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(tangents: 0))
+                precondition(r.passed)
+            }
+            let secondOrder = try median(repetitions) {
+                let r = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 8, order: 2))
+                precondition(r.passed)
+            }
+            printOut("gradcheck conv2d W1, the 496 elements only (no JVP):      \(ms(firstOrder))\n")
+            printOut("gradcheck conv2d W1 --order 2 along 8 directions:         \(ms(secondOrder)) (target < 50 ms)\n")
+            if let torchPython {
+                let torch = try torchGradcheck(torchPython, conv: conv, x: x)
+                printOut("torch.autograd.gradcheck full mode, same conv2d, this run: \(ms(torch)); ratio \(String(format: "%.1f", torch / firstOrder))x (target ≥ 10x)\n")
+            }
             let fwdC = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CompensatedSum.self) } } / 100
             let fwdP = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: PlainSum.self) } } / 100
             let fwdE = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CorrectlyRounded.self) } } / 100
@@ -47,7 +66,7 @@ extension CNNRef {
             let structuralOnly = try median(repetitions * 10) {
                 _ = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 0))
             }
-            printOut("gradcheck conv2d (2,3,8,8)*(4,3,3,3)+bias, 496 elements: \(ms(full)) (target ≤ 30 ms; torch.autograd.gradcheck 300 ms)\n")
+            printOut("gradcheck conv2d (2,3,8,8)*(4,3,3,3)+bias, 496 elements and the JVP along 2 tangents (the default check): \(ms(full))\n")
             printOut("gradcheck conv2d, one random direction:                  \(ms(direction)) for the whole check, \(ms(direction - structuralOnly)) for the direction itself (target < 1 ms; jax check_grads 9.5 ms)\n")
 
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cnnref-bench-\(ProcessInfo.processInfo.processIdentifier)")
@@ -95,6 +114,38 @@ extension CNNRef {
                 if sink == .infinity { printOut("") }
             }
         }
+    }
+}
+
+extension CNNRef.Bench {
+    /// The median time of torch.autograd.gradcheck (full mode) on the same conv2d, in a
+    /// torch process started by this run (Tools/engines/bench_torch_gradcheck.py).
+    func torchGradcheck(_ python: String, conv: Conv2D, x: Tensor) throws -> Double {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Tools/engines/bench_torch_gradcheck.py").standardized.path
+        let spec = JSON.object([
+            ("x", .array(x.scalars.map(JSON.double))), ("x_shape", .array(x.shape.map(JSON.int))),
+            ("weight", .array(conv.weight.scalars.map(JSON.double))), ("weight_shape", .array(conv.weight.shape.map(JSON.int))),
+            ("bias", .array((conv.bias?.scalars ?? []).map(JSON.double))), ("padding", .int(conv.padding[0])),
+            ("repetitions", .int(repetitions)),
+        ])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        do { try process.run() } catch { throw InputError(python, "cannot run: \(error.localizedDescription)") }
+        input.fileHandleForWriting.write(spec.formatted().data(using: .utf8)!)
+        try? input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let text = String(data: data, encoding: .utf8),
+              let parsed = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let milliseconds = parsed["median_ms"] as? Double, parsed["passed"] as? Bool == true else {
+            throw InputError(script, "expected {\"median_ms\": …, \"passed\": true} from torch, found \(String(decoding: data, as: UTF8.self).prefix(200))")
+        }
+        return milliseconds / 1e3
     }
 }
 

@@ -23,13 +23,14 @@ extension CNNRef {
         @Option(help: "Cases with more elements than this are checked along directions only (at least 4).")
         var maxElements: Int = 20_000
 
+        @Option(help: "With --order 2: cases with more elements than this in x, the parameters and the upstream are checked along 8 directions only.")
+        var maxSecondOrderElements: Int = 64
+
         @Option(help: "1: backward pass and JVPs (forward mode); 2: double backward (the VJP of the backward pass).")
         var order: Int = 1
 
-        // Opt-in for now: at the first-order step GSL's abserr undershoots the truncation error
-        // of a few steep cases (softmax gaps beyond 708, swish on 20..745), 4 false failures.
-        @Option(help: "Random tangents along which each case's JVP is checked at order 1 (default 0: none).")
-        var tangents: Int = 0
+        @Option(help: "Random tangents along which each case's JVP is checked at order 1 (0: none).")
+        var tangents: Int = 2
 
         @Option(help: "Seed for the random upstream and directions.")
         var seed: UInt = 1
@@ -43,6 +44,7 @@ extension CNNRef {
             guard directions >= 0 else { throw ValidationError("--directions must be ≥ 0, found \(directions)") }
             guard order == 1 || order == 2 else { throw ValidationError("--order must be 1 or 2, found \(order)") }
             guard tangents >= 0 else { throw ValidationError("--tangents must be ≥ 0, found \(tangents)") }
+            guard maxSecondOrderElements >= 0 else { throw ValidationError("--max-second-order-elements must be ≥ 0, found \(maxSecondOrderElements)") }
             guard maxElements >= 1 else { throw ValidationError("--max-elements must be ≥ 1, found \(maxElements)") }
         }
 
@@ -79,10 +81,16 @@ extension CNNRef {
                 let (source, layer, x) = (s.source, s.layer, s.x)
                 let size = x.count + layer.parameters.reduce(0) { $0 + $1.tensor.count }
                 // Element checks run the layer a few times per element: past the budget, directions only.
-                let elementwise = size <= maxElements && Work.elementwiseAffordable(layer, input: x.shape, elements: size)
+                var elementwise = size <= maxElements && Work.elementwiseAffordable(layer, input: x.shape, elements: size)
+                if order == 2, let out = try? layer.outputShape(forInput: x.shape) {
+                    // Each element of x, θ and u costs 4–8 backward passes (certified ones for the
+                    // activations, ~10 ms each at 96 elements in a debug build): past the budget,
+                    // directions only, each reporting its own resolution.
+                    elementwise = elementwise && size + out.reduce(1, *) <= maxSecondOrderElements
+                }
                 var config = GradientCheckConfiguration(elementwise: elementwise, directions: directions, seed: seed, order: order)
                 config.tangents = tangents
-                if !config.elementwise && config.directions == 0 { config.directions = 4 }
+                if !config.elementwise && config.directions == 0 { config.directions = order == 2 ? 8 : 4 }
                 do {
                     reports.append(try GradientChecker.check(layer, input: x, upstream: s.upstream, caseID: s.id,
                                                              configuration: config))
