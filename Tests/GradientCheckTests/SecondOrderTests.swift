@@ -121,6 +121,9 @@ struct ArchitectureSecondOrderTests {
         let dx = try #require(r.tensors.first { $0.name == "dd.x" })
         #expect(!dx.passed)
         #expect(!dx.failures.isEmpty)
+    }
+}
+
 /// Conv2D whose double backward forms ∂⟨w, g⟩/∂x with the cotangent kernel not flipped
 /// (the backward pass's transposed convolution taken as a plain one).
 struct UntransposedConvDoubleBackward: SecondOrder, SumOfProducts {
