@@ -43,6 +43,9 @@ public struct NetworkFile: Sendable {
     /// none when the output is a scalar loss, whose upstream is 1).
     public var inputData: [Double]? = nil
     public var upstream: Tensor? = nil
+    /// A golden vector's (and `cnnref evaluate`'s) `expected` block, as read; nil in an
+    /// architecture description or an input to `evaluate`.
+    public var expected: NetworkEvaluation? = nil
 
     /// True when every tensor has data, so that `network()` can build the layer.
     public var hasData: Bool { nodes.allSatisfy { $0.tensors.allSatisfy { $0.data != nil } } }
@@ -89,7 +92,18 @@ extension NetworkFile {
         let nodesJSON = try top.required("nodes")
         guard case .array(let items) = nodesJSON else { throw CaseError("nodes", "expected an array of nodes, found \(nodesJSON.typeName)") }
         guard !items.isEmpty else { throw CaseError("nodes", "expected at least one node, found none") }
-        try top.rejectUnknown(expected: ["schema", "id", "description", "input", "nodes", "upstream"])
+        var expected: NetworkEvaluation? = nil
+        if let e = try top.optional("expected") {
+            var r = try ObjectReader(e, path: "expected")
+            let decoder = CaseDecoder(maxBytes: maxBytes)
+            var sections: [[NamedTensor]] = []
+            for name in ["outputs", "output_gradients", "gradients"] {
+                sections.append(try decoder.decodeTensors(try r.required(name), path: "expected.\(name)", budget: &budget))
+            }
+            try r.rejectUnknown(expected: ["outputs", "output_gradients", "gradients"])
+            expected = NetworkEvaluation(outputs: sections[0], outputGradients: sections[1], gradients: sections[2])
+        }
+        try top.rejectUnknown(expected: ["schema", "id", "description", "input", "nodes", "upstream", "expected"])
 
         var known = [inputName]
         var nodes: [Node] = []
@@ -114,7 +128,7 @@ extension NetworkFile {
             throw CaseError("input.name", "no node reads the network input \"\(inputName)\"")
         }
         return NetworkFile(id: id, description: description, inputName: inputName, inputShape: inputShape, nodes: nodes,
-                           inputData: inputData, upstream: upstream)
+                           inputData: inputData, upstream: upstream, expected: expected)
     }
 
     /// Ids and input names: non-empty, no white space (they appear in parameter names

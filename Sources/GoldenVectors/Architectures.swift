@@ -25,4 +25,19 @@ public enum Architectures {
         }
         return try NetworkFile.decode(text: String(decoding: try Data(contentsOf: url), as: UTF8.self))
     }
+
+    /// The small signature blocks and the small whole network (`Networks/blocks/NAME.json`,
+    /// shapes only, written by `Tools/python/cnnref_networks.py`): the structures of the
+    /// whole-network golden vectors and of the engines' network check. Sorted by name.
+    public static var blockNames: [String] {
+        let folder = directory.appendingPathComponent("blocks")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+    }
+
+    /// The decoded block file `name` (one of `blockNames`).
+    public static func loadBlock(_ name: String) throws -> NetworkFile {
+        let url = directory.appendingPathComponent("blocks/\(name).json")
+        return try NetworkFile.decode(text: String(decoding: try Data(contentsOf: url), as: UTF8.self))
+    }
 }

@@ -48,6 +48,9 @@ public enum ValueKind: String, Sendable, CaseIterable {
 /// another is added. `Generator` computes the expected values.
 public struct Catalogue: Sendable {
     public private(set) var cases: [Case] = []
+    /// The whole-network vectors (`Vectors/networks/ID.json`, `cnnref-network-1` with
+    /// `expected`): every block of `Architectures.blockNames` with seeded data.
+    public private(set) var networks: [NetworkFile] = []
 
     public init() {
         conv2d()
@@ -60,6 +63,36 @@ public struct Catalogue: Sendable {
         probes()
         certifiedEdges()
         architectureLayers()
+        networkVectors()
+    }
+
+    // MARK: - Whole networks
+
+    /// Each block file filled from a generator seeded by `networks/ID`: every parameter, the
+    /// input and the upstream exact in float32 (±[1/8, 4), 24 significant bits), running
+    /// variances their absolute values, so float64 and float32 engines receive exactly the
+    /// reference's inputs.
+    mutating func networkVectors() {
+        for name in Architectures.blockNames {
+            var file = try! Architectures.loadBlock(name)   // shipped files: a failure is a bug
+            let rng = Self.random(for: "networks/\(file.id)")
+            for n in file.nodes.indices {
+                for t in file.nodes[n].tensors.indices {
+                    let spec = file.nodes[n].tensors[t]
+                    let v = Self.values(spec.shape.reduce(1, *), .exactFloat32, rng)
+                    file.nodes[n].tensors[t].data = spec.name == "running_var" ? v.map(abs) : v
+                }
+            }
+            file.inputData = Self.values(file.inputShape.reduce(1, *), .exactFloat32, rng)
+            let out = try! file.summary().nodes.last!.outputShape
+            if !out.isEmpty { file.upstream = Self.tensor(out, .exactFloat32, rng) }
+            file.description += ". Values exact in float32 (24 significant bits in ±[1/8, 4); running variances positive). "
+                + "Every node's output, the gradient reaching it and every parameter's gradient is correctly rounded given the stored "
+                + "values it is computed from (the node's inputs, its output's gradient): what a float64 engine that stores every "
+                + "intermediate and rounds each node perfectly produces, not the correctly rounded composition. A gradient that reaches "
+                + "a node from several readers is their exact sum rounded once. Batch norm in evaluation mode (running statistics)"
+            networks.append(file)
+        }
     }
 
     // MARK: - Building blocks

@@ -26,17 +26,44 @@ public enum Manifest {
     public static let schema = "cnnref-manifest-1"
     public static let fileName = "manifest.json"
 
+    /// The manifest of `entries`: cases under `cases`, network vectors (layer `network`)
+    /// under `networks`, a separate list so that a reader of `cases` sees only
+    /// `cnnref-case-1` files, as before networks existed.
     public static func json(_ entries: [ManifestEntry]) -> JSON {
-        .object([
+        let cases = entries.filter { $0.layer != Network.id }, networks = entries.filter { $0.layer == Network.id }
+        var members: [(String, JSON)] = [
             ("schema", .string(schema)),
             ("case_schema", .string(CaseFormat.schema)),
             ("generator", .string(generatorVersion)),
-            ("cases", .array(entries.map { e in
+            ("cases", .array(cases.map { e in
                 .object([("id", .string(e.id)), ("layer", .string(e.layer)), ("path", .string(e.path)),
                          ("tags", .array(e.tags.map(JSON.string))), ("sha256", .string(e.sha256))]
                         + (e.worstUlp.map { [("worst_ulp", JSON.number(String(format: "%.3f", $0)))] } ?? []))
             })),
-        ])
+        ]
+        if !networks.isEmpty {
+            members.append(("network_schema", .string(NetworkFormat.schema)))
+            members.append(("networks", .array(networks.map { e in
+                .object([("id", .string(e.id)), ("path", .string(e.path)), ("sha256", .string(e.sha256))])
+            })))
+        }
+        return .object(members)
+    }
+
+    /// The network vectors a manifest lists (`networks`, absent before issue 15), as
+    /// entries of layer `network`; errors name the field.
+    public static func decodeNetworks(_ text: String) throws -> [ManifestEntry] {
+        guard case .object = try JSON.parse(text) else { return [] }
+        let json = try JSON.parse(text)
+        guard let list = json["networks"] else { return [] }
+        guard case .array(let items) = list else { throw CaseError("networks", "expected an array of network vectors, found \(list.typeName)") }
+        return try items.enumerated().map { k, item in
+            func field(_ name: String) throws -> String {
+                guard case .string(let v)? = item[name] else { throw CaseError("networks[\(k)].\(name)", "expected a string") }
+                return v
+            }
+            return ManifestEntry(id: try field("id"), layer: Network.id, path: try field("path"), tags: [], sha256: try field("sha256"))
+        }
     }
 
     /// Reads a manifest; errors name the field.
@@ -74,7 +101,16 @@ public func sha256Hex(_ data: Data) -> String {
 /// Writes the catalogue as golden vectors: evaluated cases, one file each, and the manifest.
 public enum Generator {
     /// The file text of every case, in catalogue order, with its manifest entry.
+    /// Network vectors (layer `network`, `networks/ID.json`) come after the cases.
     public static func render(_ catalogue: Catalogue = Catalogue()) -> [(ManifestEntry, String)] {
+        renderCases(catalogue) + catalogue.networks.map { file in
+            let text = try! file.evaluatedJSON().formatted()   // the catalogue is ours: a failure here is a bug
+            return (ManifestEntry(id: "networks/\(file.id)", layer: Network.id, path: "networks/\(file.id).json", tags: [],
+                                  sha256: sha256Hex(Data(text.utf8))), text)
+        }
+    }
+
+    static func renderCases(_ catalogue: Catalogue) -> [(ManifestEntry, String)] {
         catalogue.cases.map { c in
             let evaluated = try! c.evaluated()   // the catalogue is ours: a failure here is a bug
             let text = evaluated.json.formatted()
@@ -90,7 +126,7 @@ public enum Generator {
         let fm = FileManager.default
         let rendered = render(catalogue)
         for layer in Set(rendered.map(\.0.layer)) {
-            let folder = directory.appendingPathComponent(layer)
+            let folder = directory.appendingPathComponent(layer == Network.id ? "networks" : layer)
             if fm.fileExists(atPath: folder.path) { try fm.removeItem(at: folder) }
             try fm.createDirectory(at: folder, withIntermediateDirectories: true)
         }
@@ -117,15 +153,23 @@ public enum Verifier {
     /// The manifest's entries, the bytes of every listed file that could be read (by entry
     /// path), and the problems with the files themselves: a hash that differs, a file
     /// missing, not in the manifest, a symbolic link, or an entry pointing outside.
+    /// `entries` are the cases; the network vectors (`networks`) are checked the same way
+    /// and returned in `networks`.
     public static func scan(_ directory: URL, hashes: Bool = true) throws -> (entries: [ManifestEntry], files: [String: Data], problems: [VerifyProblem]) {
+        let s = try scanAll(directory, hashes: hashes)
+        return (s.entries, s.files, s.problems)
+    }
+
+    public static func scanAll(_ directory: URL, hashes: Bool = true) throws -> (entries: [ManifestEntry], networks: [ManifestEntry], files: [String: Data], problems: [VerifyProblem]) {
         let fm = FileManager.default
         let manifestURL = directory.appendingPathComponent(Manifest.fileName)
         guard let manifestData = fm.contents(atPath: manifestURL.path) else {
             throw CaseError(manifestURL.path, "no manifest: expected \(Manifest.fileName) in \(directory.path)")
         }
-        let entries: [ManifestEntry]
+        let entries: [ManifestEntry], networks: [ManifestEntry]
         do {
             entries = try Manifest.decode(String(decoding: manifestData, as: UTF8.self))
+            networks = try Manifest.decodeNetworks(String(decoding: manifestData, as: UTF8.self))
         } catch let e as CaseError {
             throw CaseError("\(manifestURL.path): \(e.field)", e.message)
         }
@@ -133,7 +177,7 @@ public enum Verifier {
         var files: [String: Data] = [:]
         var listed = Set<String>()
         let root = directory.standardizedFileURL.path
-        for entry in entries {
+        for entry in entries + networks {
             let url = directory.appendingPathComponent(entry.path).standardizedFileURL
             guard !entry.path.hasPrefix("/"), url.path.hasPrefix(root + "/") else {
                 problems.append(VerifyProblem(path: entry.path, message: "manifest entry \(entry.id) points outside \(root)"))
@@ -165,12 +209,15 @@ public enum Verifier {
                 problems.append(VerifyProblem(path: relative, message: "not in the manifest"))
             }
         }
-        return (entries, files, problems)
+        return (entries, networks, files, problems)
     }
 
     public static func verify(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws -> (checked: Int, problems: [VerifyProblem]) {
-        let (entries, files, fileProblems) = try scan(directory)
+        let (entries, networks, files, fileProblems) = try scanAll(directory)
         var problems = fileProblems
+        for entry in networks {
+            if let data = files[entry.path], let problem = verifyNetwork(entry, data, maxBytes: maxBytes, maxWork: maxWork) { problems.append(problem) }
+        }
         for entry in entries {
             guard let data = files[entry.path] else { continue }
             do {
@@ -192,7 +239,30 @@ public enum Verifier {
                 problems.append(VerifyProblem(path: entry.path, message: e.description))
             }
         }
-        return (entries.count, problems.sorted { $0.path < $1.path })
+        return (entries.count + networks.count, problems.sorted { $0.path < $1.path })
+    }
+
+    /// A network vector is the text `cnnref evaluate` prints for it: re-evaluating the file
+    /// and comparing bytes checks every stored value.
+    static func verifyNetwork(_ entry: ManifestEntry, _ data: Data, maxBytes: Int, maxWork: Int) -> VerifyProblem? {
+        let text = String(decoding: data, as: UTF8.self)
+        let file: NetworkFile
+        let fresh: String
+        do {
+            file = try NetworkFile.decode(text: text, maxBytes: maxBytes)
+            fresh = try file.evaluatedJSON(maxBytes: maxBytes, maxWork: maxWork).formatted()
+        } catch {
+            return VerifyProblem(path: entry.path, message: error.description)
+        }
+        if "networks/\(file.id)" != entry.id {
+            return VerifyProblem(path: entry.path, message: "id \"\(file.id)\" differs from the manifest's \"\(entry.id)\"")
+        }
+        if file.expected == nil { return VerifyProblem(path: entry.path, message: "has no expected values") }
+        if fresh == text { return nil }
+        let a = fresh.split(separator: "\n", omittingEmptySubsequences: false), b = text.split(separator: "\n", omittingEmptySubsequences: false)
+        var line = 0
+        while line < min(a.count, b.count), a[line] == b[line] { line += 1 }
+        return VerifyProblem(path: entry.path, message: "differs from a fresh evaluation from line \(line + 1)")
     }
 
     /// The first element where two expectations differ bitwise, named.

@@ -18,7 +18,8 @@ extension CNNRef {
             do { entries = try Generator.write(to: url) } catch {
                 throw InputError(output, "cannot write: \(error.localizedDescription)")
             }
-            printOut("wrote \(entries.count) cases and \(Manifest.fileName) to \(output)\n")
+            let networks = entries.filter { $0.layer == Network.id }.count
+            printOut("wrote \(entries.count - networks) cases, \(networks) network vectors and \(Manifest.fileName) to \(output)\n")
         }
     }
 

@@ -85,8 +85,8 @@ import Testing
         #expect(process.terminationStatus == 0)
         let names = try FileManager.default.contentsOfDirectory(atPath: architectures.path).sorted()
         #expect(names.map { String($0.dropLast(5)) }.sorted() == Architectures.names)
-        // The small signature blocks the engine check runs (Tools/engines/networks).
-        let shippedBlocks = repository.appendingPathComponent("Tools/engines/networks")
+        // The small signature blocks the engine check runs (Sources/GoldenVectors/Networks/blocks).
+        let shippedBlocks = repository.appendingPathComponent("Sources/GoldenVectors/Networks/blocks")
         let blockNames = try FileManager.default.contentsOfDirectory(atPath: blocks.path).sorted()
         #expect(try FileManager.default.contentsOfDirectory(atPath: shippedBlocks.path).sorted() == blockNames)
         for (folder, shipped, name) in names.map({ (architectures, Architectures.directory, $0) }) + blockNames.map({ (blocks, shippedBlocks, $0) }) {

@@ -6,7 +6,7 @@ gradient and the input's.
 
 Run it with the engine's venv's python (Tools/engines/run_adapters.sh --install-only makes them).
 
-A file whose tensors have no data (an architecture description, e.g. Tools/engines/networks/*.json)
+A file whose tensors have no data (an architecture description, e.g. Sources/GoldenVectors/Networks/blocks/*.json)
 is filled with seeded values first: signed uniform parameters and input, running variances in
 [0.5, 1.5), a signed uniform upstream of the output's shape (from `cnnref arch --format json`).
 The reference is `cnnref evaluate` of that file. Each node runs through the engine adapter's

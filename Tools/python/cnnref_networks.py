@@ -79,6 +79,11 @@ class Net:
     def concat(self, id, xs):
         return self.node(id, "concat", xs, {"axis": 1})
 
+    def loss(self, id, x, labels):
+        self.node(id, "softmax_cross_entropy", x, {"reduction": "mean"})
+        self.nodes[-1]["labels"] = labels
+        return id
+
     def json(self):
         return {"schema": "cnnref-network-1", "id": self.name, "description": self.description,
                 "input": {"name": "x", "shape": self.input_shape}, "nodes": self.nodes}
@@ -263,8 +268,10 @@ NETWORKS = [
 ]
 
 
-# ---- The signature blocks, small (1x3x12x12 inputs, narrow channels): for engines to be
-# checked node by node (Tools/engines/network_pytorch.py), not architectures.
+# ---- The signature blocks, small (inputs of a few hundred elements, narrow channels), and one
+# small whole network ending in softmax cross-entropy: the structures of the whole-network
+# golden vectors (Vectors/networks/, filled with seeded values by the Swift catalogue) and of
+# the engine check (Tools/engines/network_engines.py), not architectures.
 
 def small(name, description, shape):
     return Net(name, description, shape)
@@ -327,7 +334,38 @@ def block_dense():
     return n
 
 
-BLOCKS = [block_stem, block_vgg, block_inception, block_basic, block_bottleneck, block_dense]
+def block_basic_projection():
+    n = small("resnet-basic-projection", "ResNet basic block, projection shortcut: conv/2-BN-ReLU-conv-BN, + (1x1/2 conv, BN)(x), ReLU (evaluation mode)", [1, 4, 6, 6])
+    y = n.relu("relu1", n.bn("bn1", n.conv("conv1", "x", 4, 6, 3, 2, 1, bias=False), 6))
+    y = n.bn("bn2", n.conv("conv2", y, 6, 6, 3, 1, 1, bias=False), 6)
+    s = n.bn("downsample.1", n.conv("downsample.0", "x", 4, 6, 1, 2, bias=False), 6)
+    n.relu("relu_out", n.add("add", [y, s]))
+    return n
+
+
+def block_resnet_bottleneck():
+    n = small("resnet-bottleneck", "ResNet bottleneck, identity shortcut: 1x1 (8 to 2), 3x3, 1x1 (2 to 8), BN after each, + x, ReLU (evaluation mode)", [1, 8, 5, 5])
+    y = n.relu("relu1", n.bn("bn1", n.conv("conv1", "x", 8, 2, 1, bias=False), 2))
+    y = n.relu("relu2", n.bn("bn2", n.conv("conv2", y, 2, 2, 3, 1, 1, bias=False), 2))
+    y = n.bn("bn3", n.conv("conv3", y, 2, 8, 1, bias=False), 8)
+    n.relu("relu_out", n.add("add", [y, "x"]))
+    return n
+
+
+def small_resnet():
+    n = small("small-resnet", "A whole small ResNet: 3x3 conv stem, BN, ReLU, 2x2/2 max pool, one basic block (identity), global average pool, "
+              "flatten, linear to 3 classes, softmax cross-entropy (mean over the batch of 2)", [2, 3, 8, 8])
+    x = n.maxpool("maxpool", n.relu("relu", n.bn("bn1", n.conv("conv1", "x", 3, 4, 3, 1, 1, bias=False), 4)), 2, 2)
+    y = n.relu("layer1.0.relu1", n.bn("layer1.0.bn1", n.conv("layer1.0.conv1", x, 4, 4, 3, 1, 1, bias=False), 4))
+    y = n.bn("layer1.0.bn2", n.conv("layer1.0.conv2", y, 4, 4, 3, 1, 1, bias=False), 4)
+    x = n.relu("layer1.0.relu_out", n.add("layer1.0.add", [y, x]))
+    x = n.flatten("flatten", n.adaptive("avgpool", x, 1))
+    n.loss("loss", n.linear("fc", x, 4, 3), [2, 0])
+    return n
+
+
+BLOCKS = [block_stem, block_vgg, block_inception, block_basic, block_basic_projection, block_resnet_bottleneck, block_bottleneck,
+          block_dense, small_resnet]
 
 
 def write(directory, networks=NETWORKS):
@@ -346,4 +384,4 @@ def write(directory, networks=NETWORKS):
 if __name__ == "__main__":
     # cnnref_networks.py [DIR [BLOCKS_DIR]]
     write(sys.argv[1] if len(sys.argv) > 1 else "Sources/GoldenVectors/Networks")
-    write(sys.argv[2] if len(sys.argv) > 2 else "Tools/engines/networks", BLOCKS)
+    write(sys.argv[2] if len(sys.argv) > 2 else "Sources/GoldenVectors/Networks/blocks", BLOCKS)

@@ -6,6 +6,8 @@ Standard library only; numpy is used by Tensor.numpy() when it is installed.
     x = case["inputs"]["x"]            # Tensor: .shape, .data (flat, row-major), .nested(), .numpy()
     for case in iter_cases("Vectors"):  # manifest order, sha256-checked; else every */*.json
         ...
+    for net in iter_networks("Vectors"):  # whole-network vectors (Vectors/networks/, cnnref-network-1)
+        net["expected"]["outputs"]["conv1"]  # every node's output, by node id
     write_results("out.json", "pytorch 2.13.0", "float64",
                   {case["id"]: {"outputs": {"y": y}, "gradients": {"x": dx}}})
 
@@ -22,6 +24,7 @@ import os
 import sys
 
 CASE_SCHEMA = "cnnref-case-1"
+NETWORK_SCHEMA = "cnnref-network-1"
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -158,7 +161,62 @@ def iter_cases(vectors_dir, verify=True):
             continue
         for name in sorted(os.listdir(folder)):
             if name.endswith(".json"):
-                yield load_case(os.path.join(folder, name))
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    obj = json.loads(f.read())
+                if obj.get("schema") == NETWORK_SCHEMA:
+                    continue  # a network vector: iter_networks reads those
+                yield parse_case(obj, where=path)
+
+
+def parse_network(obj, where="network"):
+    """A decoded network file (cnnref-network-1) with every tensor that has data turned into a
+    Tensor: node tensors, input.data (as "input_tensor"), upstream and the expected blocks
+    outputs, output_gradients (by node id) and gradients (the input's name and node.param)."""
+    if obj.get("schema") != NETWORK_SCHEMA:
+        raise ValueError(f"{where}: schema is {obj.get('schema')!r}, expected {NETWORK_SCHEMA!r}")
+    for field in ("id", "input", "nodes"):
+        if field not in obj:
+            raise ValueError(f"{where}: missing required field {field!r}")
+    net = dict(obj)
+    net["nodes"] = []
+    for k, node in enumerate(obj["nodes"]):
+        node = dict(node)
+        node["tensors"] = {name: Tensor.from_json(t, f"{where}: nodes[{k}].tensors.{name}") if "data" in t else t
+                           for name, t in node.get("tensors", {}).items()}
+        node.setdefault("config", {})
+        net["nodes"].append(node)
+    if "data" in obj["input"]:
+        net["input_tensor"] = Tensor.from_json({"shape": obj["input"]["shape"], "data": obj["input"]["data"]}, f"{where}: input")
+    if "upstream" in obj:
+        net["upstream"] = Tensor.from_json(obj["upstream"], f"{where}: upstream")
+    if "expected" in obj:
+        net["expected"] = {
+            block: {name: Tensor.from_json(t, f"{where}: expected.{block}.{name}")
+                    for name, t in obj["expected"].get(block, {}).items()}
+            for block in ("outputs", "output_gradients", "gradients")
+        }
+    return net
+
+
+def iter_networks(vectors_dir, verify=True):
+    """Yields every whole-network vector the manifest lists under "networks" (none in a manifest
+    older than issue 15), sha256-checked when verify is true, like iter_cases."""
+    manifest_path = os.path.join(vectors_dir, "manifest.json")
+    if not os.path.exists(manifest_path):
+        return
+    with open(manifest_path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    for entry in manifest.get("networks", []):
+        path = os.path.join(vectors_dir, entry["path"])
+        with open(path, "rb") as f:
+            raw = f.read()
+        if verify and hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            raise ValueError(f"{path}: sha256 {hashlib.sha256(raw).hexdigest()} does not match the manifest's {entry['sha256']}")
+        net = parse_network(json.loads(raw), where=path)
+        if entry["id"] != f"networks/{net['id']}":
+            raise ValueError(f"{path}: id {net['id']!r} does not match the manifest's {entry['id']!r}")
+        yield net
 
 
 def write_results(path, engine, precision, results, unsupported=None):
@@ -223,7 +281,17 @@ def _self_test(vectors_dir=None):
             for name, tensor in case["inputs"].items():
                 assert len(tensor.data) == math.prod(tensor.shape), (case["id"], name)
             count += 1
-    print(f"cnnref_vectors self-test passed ({count} cases loaded)")
+    networks = 0
+    if vectors_dir:
+        for net in iter_networks(vectors_dir):
+            # Every node has an output and a gradient reaching it; every parameter a gradient.
+            ids = [node["id"] for node in net["nodes"]]
+            assert list(net["expected"]["outputs"]) == ids and list(net["expected"]["output_gradients"]) == ids, net["id"]
+            params = [f"{node['id']}.{name}" for node in net["nodes"] for name in node["tensors"]
+                      if name not in ("running_mean", "running_var", "mask")]
+            assert list(net["expected"]["gradients"]) == [net["input"].get("name", "x")] + params, net["id"]
+            networks += 1
+    print(f"cnnref_vectors self-test passed ({count} cases, {networks} network vectors loaded)")
 
 
 if __name__ == "__main__":
