@@ -14,7 +14,10 @@ public enum Fuzzing {
         let ids: Set = ["conv2d/cs231n-demo", "relu/on-kink", "multiclass_hinge/margin-exactly-zero", "maxpool2d/tie-two-maxima",
                         "conv2d/negative-zero", "avgpool2d/ceil-overhang-not-counted", "linear/n2-d3-m4-exact", "softmax/negative-infinity",
                         "maxout/tie-between-pieces", "prelu/on-kink", "swish/beta-0.5-vector-7-exact", "softmax_cross_entropy/n1-c2-mean-exact",
-                        "elu/alpha-0.5-vector-7-exact", "log_softmax/one-element", "maxpool2d/ceil-mode-drops-window-in-padding-exact"]
+                        "elu/alpha-0.5-vector-7-exact", "log_softmax/one-element", "maxpool2d/ceil-mode-drops-window-in-padding-exact",
+                        // The architecture layers: several inputs, buffers, further outputs, certified roots and powers.
+                        "add/signed-zeros-and-infinities", "dropout/non-finite-and-zeros", "lrn/rational-powers",
+                        "batchnorm2d/train-variance-0-channel-2x3x2x2-eps-1e-5", "adaptive_avgpool2d/overlapping-1x1x5x7-to-3x4-exact"]
         return Dictionary(uniqueKeysWithValues: Catalogue().cases.filter { ids.contains($0.id) }.map { ($0.id, try! $0.evaluated()) })
     }()
 
@@ -161,9 +164,11 @@ public enum Fuzzing {
     static let names = ["x", "y", "weight", "bias", "scores", "loss", "slope", "beta", "outputs", "gradients", "shape", "data",
                         "expected", "inputs", "upstream", "labels", "config", "kernel", "stride", "padding", "dilation", "groups",
                         "ceil_mode", "count_include_pad", "pieces", "axis", "alpha", "margin", "reduction", "id", "layer", "results",
+                        "training", "eps", "momentum", "size", "k", "p", "start_axis", "output_size", "running_mean", "running_var", "mask", "x0", "x1",
                         "engine", "precision", "unsupported", "tags", "notes", "description", "schema"]
     static let strings = ["conv2d", "maxpool2d", "avgpool2d", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh", "swish",
                           "maxout", "linear", "softmax", "log_softmax", "softmax_cross_entropy", "multiclass_hinge", "mean", "sum",
+                          "add", "concat", "flatten", "dropout", "adaptive_avgpool2d", "batchnorm2d", "lrn",
                           "NaN", "Infinity", "-Infinity", "float64", "float32", "tf32", "float16", "bfloat16", "cnnref-case-1", "",
                           "kink", "tie", "relu/on-kink", "conv2d/cs231n-demo", "maxpool2d/tie-two-maxima"]
     static let integers = [0, 1, 2, 3, -1, 4, 5, 7, 1 << 20, 1 << 28, (1 << 29) - 1, 1 << 29, 1 << 30, 1 << 31, (1 << 31) + 1, Int.max]
