@@ -286,7 +286,7 @@ import Testing
         for p in processes { try p.run() }
         for p in processes { p.waitUntilExit(); #expect(p.terminationStatus == 0) }
         let files = try FileManager.default.subpathsOfDirectory(atPath: dirs[0]).filter { $0.hasSuffix(".json") }.sorted()
-        #expect(files.count == (try committedCaseCount()) + 1)   // and the manifest
+        #expect(files.count == (try committedCaseCount()) + (try committedCount("networks")) + 1)   // the cases, the network vectors and the manifest
         for f in files {
             #expect(FileManager.default.contents(atPath: dirs[0] + "/" + f) == FileManager.default.contents(atPath: dirs[1] + "/" + f), "\(f) differs")
         }
@@ -298,8 +298,11 @@ import Testing
 }
 
 /// The number of cases in the committed Vectors/manifest.json.
-func committedCaseCount() throws -> Int {
+func committedCaseCount() throws -> Int { try committedCount("cases") }
+
+/// The number of entries of one list of the committed manifest (`cases`, `networks`).
+func committedCount(_ list: String) throws -> Int {
     let data = try Data(contentsOf: repository.appendingPathComponent("Vectors/manifest.json"))
     let manifest = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-    return (manifest?["cases"] as? [Any])?.count ?? 0
+    return (manifest?[list] as? [Any])?.count ?? 0
 }

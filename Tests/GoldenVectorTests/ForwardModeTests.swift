@@ -86,9 +86,11 @@ struct ForwardModeTests {
         // largest JVP element: it is 0 or not finite (one-element softmax, an inactive
         // hinge, NaN and ±∞ inputs), subnormal, or the slope of a saturated output
         // (σ and tanh at |x| ≥ 20 are 1 − 10⁻⁹ with slopes ~10⁻⁸, below ε/h of the value).
+        // Dropout with an all-zero mask (`all-zero-mask`, and the p = 0.999 cases, whose seeded
+        // masks keep none of 96 elements) has J = 0: every JVP element is 0.
         let hopeless = ["range-20-745", "gap-beyond-708", "subnormal", "infinit", "one-element", "width-1-", "nan",
-                        "n1-c2-margin-1.0-sum"]
+                        "n1-c2-margin-1.0-sum", "non-finite", "all-zero-mask", "dropout/p-0.999"]
         #expect(missed.allSatisfy { id in hopeless.contains { id.contains($0) } }, "missed: \(missed)")
-        #expect(checked >= 500 && missed.count <= 20, "\(missed.count) of \(checked) missed: \(missed)")
+        #expect(checked >= 500 && missed.count <= 24, "\(missed.count) of \(checked) missed: \(missed)")
     }
 }
