@@ -168,6 +168,9 @@ let vectors = repository.appendingPathComponent("Vectors")
     /// The cases too large for the element-by-element matrix are checked along
     /// random signed directions through all their tensors (as `cnnref gradcheck`
     /// does past --max-elements): every case of the catalogue is gradient-checked.
+    /// The backward pass only: the JVP check's rounding bound for a layer that is not pointwise
+    /// takes one certified backward pass per row of J, which a large softmax case makes minutes
+    /// long; the matrix checks every layer's JVP.
     @Test func largeCasesPassAlongDirections() throws {
         let catalogue = Catalogue()
         let matrix = Set(catalogue.gradcheckMatrix.map(\.id))
@@ -176,7 +179,7 @@ let vectors = repository.appendingPathComponent("Vectors")
         for c in large {
             let layer = try LayerRegistry.makeLayer(c)
             let report = try GradientChecker.check(layer, input: c.inputs[0].tensor, upstream: c.upstream, caseID: c.id,
-                                                   configuration: GradientCheckConfiguration(elementwise: false, directions: 3))
+                                                   configuration: GradientCheckConfiguration(elementwise: false, directions: 3, tangents: 0))
             #expect(report.passed, "\(c.id): \(report.tensors.flatMap(\.failures).map(\.summary))")
             #expect(report.tensors.reduce(0) { $0 + $1.kinks } == 0 || c.tags.contains("kink") || c.tags.contains("tie"))
         }
