@@ -154,6 +154,8 @@ public struct Network: Layer {
     }
 
     /// The exact sum of the gradients an output receives, rounded once; one is itself.
+    public static func gradientSum(_ parts: [Tensor]) -> Tensor { sum(parts) }
+
     static func sum(_ parts: [Tensor]) -> Tensor {
         parts.count == 1 ? parts[0] : Add(others: Array(parts.dropFirst())).forward(parts[0])
     }

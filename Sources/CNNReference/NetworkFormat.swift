@@ -232,8 +232,15 @@ extension NetworkFile.Node {
     /// The node's layer with data inputs `dataInputs`; its own tensors shape-only when
     /// `shapeOnly`, else with their data (an error names the first without).
     func makeLayer(dataInputs: [Tensor], shapeOnly: Bool) throws(CaseError) -> any Layer {
-        let spec = LayerRegistry.spec(layer)!
-        let names = dataInputNames(spec)
+        let c = try nodeCase(dataInputs: dataInputs, shapeOnly: shapeOnly)
+        do { return try LayerRegistry.makeLayer(c) } catch { throw located(error) }
+    }
+
+    /// The node as a case of its layer: data inputs `dataInputs` (under the case format's
+    /// names), its own tensors (shape-only when `shapeOnly`, else with their data: an
+    /// error names the first without), its labels, and `upstream`. `id` is `network:node`.
+    public func nodeCase(dataInputs: [Tensor], upstream: Tensor? = nil, shapeOnly: Bool = false, network: String = "") throws(CaseError) -> Case {
+        let names = dataInputNames(LayerRegistry.spec(layer)!)
         var tensors = zip(names, dataInputs).map { NamedTensor($0, $1) }
         for t in self.tensors {
             if shapeOnly {
@@ -244,12 +251,11 @@ extension NetworkFile.Node {
                 throw CaseError("\(path).tensors.\(t.name).data", "missing: this file describes an architecture (shapes only); evaluating the network needs every tensor's data")
             }
         }
-        do {
-            return try LayerRegistry.makeLayer(Case(id: id, layer: layer, config: config, inputs: tensors, labels: labels))
-        } catch {
-            throw located(error)
-        }
+        return Case(id: network.isEmpty ? id : "\(network):\(id)", layer: layer, config: config, inputs: tensors, labels: labels, upstream: upstream)
     }
+
+    /// The case-format names of the node's data inputs (`x`, `scores`, or `x0, x1, …`), in `inputs` order.
+    public var dataInputNames: [String] { dataInputNames(LayerRegistry.spec(layer)!) }
 
     /// A layer's error, its field rewritten from the case format's paths to this node's:
     /// `inputs.weight.shape` → `nodes[3] (conv2).tensors.weight.shape`, `inputs.x1.shape`

@@ -90,7 +90,10 @@ public struct Catalogue: Sendable {
                 + "Every node's output, the gradient reaching it and every parameter's gradient is correctly rounded given the stored "
                 + "values it is computed from (the node's inputs, its output's gradient): what a float64 engine that stores every "
                 + "intermediate and rounds each node perfectly produces, not the correctly rounded composition. A gradient that reaches "
-                + "a node from several readers is their exact sum rounded once. Batch norm in evaluation mode (running statistics)"
+                + "a node from several readers is their exact sum rounded once. "
+                + (file.nodes.contains { $0.config.contains { $0.0 == "training" && $0.1 == .bool(true) } }
+                    ? "Batch norm in training mode (batch statistics, the biased variance; the updated running statistics are not outputs of the network)"
+                    : "Batch norm in evaluation mode (running statistics)")
             networks.append(file)
         }
     }

@@ -59,29 +59,38 @@ public struct ValidationReport: Sendable {
     public var engine: String
     public var precision: Precision
     public var cases: [CaseVerdict]
+    /// The network vectors' verdicts (none when the results have no `networks` block and
+    /// none was asked for).
+    public var networks: [NetworkVerdict] = []
     public func count(_ s: CaseVerdict.Status) -> Int { cases.filter { $0.status == s }.count }
-    public var passed: Bool { count(.failed) == 0 }
+    public func networkCount(_ s: CaseVerdict.Status) -> Int { networks.filter { $0.status == s }.count }
+    public var passed: Bool { count(.failed) == 0 && networkCount(.failed) == 0 }
     /// Cases judged at all (passed, partial or failed).
     public var judged: Int { count(.passed) + count(.partial) + count(.failed) }
     public var summary: String {
         "\(count(.passed)) passed, \(count(.failed)) failed, \(count(.skipped)) skipped, \(count(.notApplicable)) not applicable, \(count(.partial)) partial"
+            + (networks.isEmpty ? "" : "; networks: \(networkCount(.passed)) passed, \(networkCount(.failed)) failed, \(networkCount(.skipped)) skipped, \(networkCount(.notApplicable)) not applicable, \(networkCount(.partial)) partial")
     }
 }
 
-/// A results file: `{"engine", "precision", "results": {"<case id>": {"outputs", "gradients"}}, "unsupported"}`.
+/// A results file: `{"engine", "precision", "results": {"<case id>": {"outputs", "gradients"}},
+/// "networks": {"networks/<id>": {"outputs", "output_gradients", "gradients"}}, "unsupported"}`.
 public struct ResultsFile: Sendable {
     public var engine: String
     public var precision: String
     public var results: [String: EngineResult]
     public var unsupported: [String: String]
+    /// By network vector id (`networks/stem`); absent before issue 15.
+    public var networks: [String: NetworkResult] = [:]
 
     /// Decodes and checks a results file against the golden cases: every error names the field.
-    public static func decode(_ text: String, cases: [String: Case], maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> ResultsFile {
+    public static func decode(_ text: String, cases: [String: Case], networks: [String: NetworkFile] = [:], maxBytes: Int = CaseFormat.defaultMaxBytes,
+                              maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> ResultsFile {
         let json: JSON
         do { json = try JSON.parse(text) } catch { throw CaseError("", "malformed JSON: \(error)") }
         guard case .object(let top) = json else { throw CaseError("", "expected an object, found \(json.typeName)") }
-        for (key, _) in top where !["engine", "precision", "results", "unsupported"].contains(key) {
-            throw CaseError(key, "unknown field; expected engine, precision, results, unsupported")
+        for (key, _) in top where !["engine", "precision", "results", "networks", "unsupported"].contains(key) {
+            throw CaseError(key, "unknown field; expected engine, precision, results, networks, unsupported")
         }
         guard case .string(let engine)? = json["engine"] else { throw CaseError("engine", "expected a string naming the engine") }
         guard case .string(let precision)? = json["precision"] else { throw CaseError("precision", "expected a string") }
@@ -121,7 +130,8 @@ public struct ResultsFile: Sendable {
             // The same check a Swift engine's result gets (names, shapes).
             out[id] = try result.checked(against: golden, path: "results.\(id)")
         }
-        return ResultsFile(engine: engine, precision: precision, results: out, unsupported: unsupported)
+        let networkResults = try decodeNetworks(json["networks"], networks: networks, decoder: decoder, maxBytes: maxBytes)
+        return ResultsFile(engine: engine, precision: precision, results: out, unsupported: unsupported, networks: networkResults)
     }
 }
 
@@ -264,6 +274,14 @@ public enum Validator {
     }
 
     static func compare(_ expected: Tensor, _ got: Tensor, _ scale: ErrorScale, _ precision: Precision, name: String) -> TensorVerdict {
+        compare(expected, got, name: name, bound: { i, e in scale.bound(i, golden: e, precision: precision) },
+                unjudgeable: { i, b in scale.unjudgeable(i, bound: b, precision: precision) })
+    }
+
+    /// Element by element: `bound(i, golden)` is element i's bound, `unjudgeable(i, bound)` why
+    /// it has none (nil when it has one).
+    static func compare(_ expected: Tensor, _ got: Tensor, name: String, bound boundOf: (Int, Double) -> Double,
+                        unjudgeable: (Int, Double) -> String?) -> TensorVerdict {
         var worst: (index: [Int], expected: Double, got: Double, error: Double, bound: Double)?
         var worstRatio = -1.0
         var failed = false
@@ -282,10 +300,10 @@ public enum Validator {
                 bound = 0
             } else {
                 error = (g - e).magnitude
-                bound = scale.bound(i, golden: e, precision: precision)
+                bound = boundOf(i, e)
                 // No finite bound: the element cannot be judged, and that never passes (an exact
                 // match needs no bound).
-                if error != 0, let why = scale.unjudgeable(i, bound: bound, precision: precision) {
+                if error != 0, let why = unjudgeable(i, bound) {
                     if unjudged == nil { unjudged = (i, why, 0) }
                     unjudged!.count += 1
                     failed = true

@@ -290,20 +290,34 @@ public enum VectorSet {
     /// outside — or the first problem is thrown, naming the file: a tampered vector is never
     /// judged against. Without it, only missing files are an error.
     public static func load(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork, verify: Bool = true) throws -> [Case] {
-        let (entries, files, problems) = try Verifier.scan(directory, hashes: verify)
+        try loadAll(directory, maxBytes: maxBytes, maxWork: maxWork, verify: verify).cases
+    }
+
+    /// The cases and the network vectors (`networks`, in manifest order), checked as `load` checks.
+    public static func loadAll(_ directory: URL, maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork, verify: Bool = true) throws -> (cases: [Case], networks: [NetworkFile]) {
+        let (entries, networkEntries, files, problems) = try Verifier.scanAll(directory, hashes: verify)
         if let first = problems.sorted(by: { $0.path < $1.path }).first(where: { verify || $0.message.hasPrefix("missing") }) {
             let more = problems.count > 1 ? " (and \(problems.count - 1) more problems)" : ""
             throw CaseError(directory.appendingPathComponent(first.path).path,
                             "\(first.message)\(more): the vectors do not match \(Manifest.fileName) (run cnnref verify; --no-verify skips this check)")
         }
-        return try entries.map { entry in
+        func text(_ entry: ManifestEntry) throws -> (URL, String) {
             let url = directory.appendingPathComponent(entry.path)
-            guard let text = files[entry.path] else {
-                throw CaseError(url.path, "missing (listed in the manifest as \(entry.id))")
-            }
-            do { return try CaseDecoder(maxBytes: maxBytes, maxWork: maxWork).decode(text: String(decoding: text, as: UTF8.self)) } catch let e as CaseError {
+            guard let data = files[entry.path] else { throw CaseError(url.path, "missing (listed in the manifest as \(entry.id))") }
+            return (url, String(decoding: data, as: UTF8.self))
+        }
+        let cases = try entries.map { entry in
+            let (url, text) = try text(entry)
+            do { return try CaseDecoder(maxBytes: maxBytes, maxWork: maxWork).decode(text: text) } catch let e as CaseError {
                 throw CaseError("\(url.path): \(e.field)", e.message)
             }
         }
+        let networks = try networkEntries.map { entry in
+            let (url, text) = try text(entry)
+            do { return try NetworkFile.decode(text: text, maxBytes: maxBytes) } catch let e as CaseError {
+                throw CaseError("\(url.path): \(e.field)", e.message)
+            }
+        }
+        return (cases, networks)
     }
 }

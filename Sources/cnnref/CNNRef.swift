@@ -70,7 +70,11 @@ struct InputLimits: ParsableArguments {
 
     /// The vectors folder's cases, its manifest verified unless `verify` is false.
     func loadVectors(_ directory: String, verify: Bool) throws -> [Case] {
-        do { return try VectorSet.load(URL(fileURLWithPath: directory), maxBytes: maxBytes, maxWork: maxWork, verify: verify) } catch {
+        try loadVectorsAndNetworks(directory, verify: verify).cases
+    }
+
+    func loadVectorsAndNetworks(_ directory: String, verify: Bool) throws -> (cases: [Case], networks: [NetworkFile]) {
+        do { return try VectorSet.loadAll(URL(fileURLWithPath: directory), maxBytes: maxBytes, maxWork: maxWork, verify: verify) } catch {
             throw InputError("", "\(error)")
         }
     }

@@ -49,11 +49,13 @@ extension CNNRef {
         @OptionGroup var limits: InputLimits
 
         func run() throws {
-            let cases = try limits.loadVectors(vectors, verify: !noVerify)
+            let (cases, networks) = try limits.loadVectorsAndNetworks(vectors, verify: !noVerify)
             let text = try readText(results)
             let file: ResultsFile
             do {
-                file = try ResultsFile.decode(text, cases: Dictionary(cases.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }), maxBytes: limits.maxBytes, maxWork: limits.maxWork)
+                file = try ResultsFile.decode(text, cases: Dictionary(cases.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }),
+                                              networks: Dictionary(networks.map { ("networks/\($0.id)", $0) }, uniquingKeysWith: { a, _ in a }),
+                                              maxBytes: limits.maxBytes, maxWork: limits.maxWork)
             } catch {
                 throw InputError(results, error)
             }
@@ -67,7 +69,7 @@ extension CNNRef {
                 Fingerprint.of(engine: file.engine, claimed: claimed, cases: cases, results: file.results,
                                unsupported: file.unsupported, known: known)
             }
-            let report: ValidationReport, fingerprinted: Fingerprint?, explanation: String?, passed: Bool
+            var report: ValidationReport, fingerprinted: Fingerprint?, explanation: String?, passed: Bool
             switch choice {
             case .auto:
                 let f = fingerprint()
@@ -84,6 +86,9 @@ extension CNNRef {
                 explanation = report.passed ? nil : fingerprint(known: report).explanation(claimed: declared)
                 passed = report.passed
             }
+            // Networks are judged at the precision the cases are reported at.
+            report.networks = NetworkValidator.validate(networks, results: file.networks, precision: report.precision, unsupported: file.unsupported)
+            passed = passed && report.networkCount(.failed) == 0
             switch format {
             case .text: printOut(ValidationText.text(report, verified: !noVerify, fingerprint: fingerprinted, explanation: explanation))
             case .json: printOut(ValidationText.json(report, verified: !noVerify, fingerprint: fingerprinted, explanation: explanation).formatted())
@@ -113,12 +118,46 @@ enum ValidationText {
             out += "\(c.id): \(c.status.rawValue)\(c.reason.isEmpty ? "" : " (\(c.reason))")\n"
             for t in c.tensors { out += "  \(row(t))\n" }
         }
+        for n in r.networks {
+            out += "\(n.id): \(n.status.rawValue)\(n.reason.isEmpty ? "" : " (\(n.reason))")\n"
+            for u in n.nodes {
+                out += "  node \(u.node) (\(u.layer)): \(u.status.rawValue)\(u.reason.isEmpty ? "" : " (\(u.reason))")\n"
+                for t in u.tensors { out += "    \(row(t))\n" }
+            }
+            if !n.endToEnd.tensors.isEmpty || n.status != .notApplicable && n.status != .skipped {
+                out += "  end to end: \(n.endToEnd.status.rawValue)\(n.endToEnd.reason.isEmpty ? "" : " (\(n.endToEnd.reason))")\n"
+                for t in n.endToEnd.tensors { out += "    \(row(t))\n" }
+            }
+        }
         if let fingerprint {
             out += "fingerprint:\n" + fingerprint.lines.map { "  \($0)\n" }.joined() + fingerprint.conclusion + "\n"
         }
         if let explanation { out += "precision: \(explanation)\n" }
         out += r.summary + "\n"
         return out
+    }
+
+    static func json(_ t: TensorVerdict) -> JSON {
+        var m: [(String, JSON)] = [("name", .string(t.name)), ("status", .string(t.status.rawValue))]
+        if let w = t.worst {
+            m += [("index", .array(w.index.map(JSON.int))), ("expected", .double(w.expected)), ("got", .double(w.got)),
+                  ("error", .double(w.error)), ("bound", .double(w.bound)), ("ratio", .double(t.ratio))]
+        }
+        if !t.detail.isEmpty { m.append(("detail", .string(t.detail))) }
+        return .object(m)
+    }
+
+    static func json(_ n: NetworkVerdict) -> JSON {
+        .object([
+            ("id", .string(n.id)), ("status", .string(n.status.rawValue)), ("reason", .string(n.reason)),
+            ("failing_node", n.failingNode.map(JSON.string) ?? .null),
+            ("nodes", .array(n.nodes.map { u in
+                .object([("node", .string(u.node)), ("layer", .string(u.layer)), ("status", .string(u.status.rawValue)),
+                         ("reason", .string(u.reason)), ("tensors", .array(u.tensors.map(json)))])
+            })),
+            ("end_to_end", .object([("status", .string(n.endToEnd.status.rawValue)), ("reason", .string(n.endToEnd.reason)),
+                                    ("tensors", .array(n.endToEnd.tensors.map(json)))])),
+        ])
     }
 
     static func json(_ r: ValidationReport, verified: Bool = true, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> JSON {
@@ -134,17 +173,13 @@ enum ValidationText {
             ("cases", .array(r.cases.map { c in
                 .object([
                     ("id", .string(c.id)), ("status", .string(c.status.rawValue)), ("reason", .string(c.reason)),
-                    ("tensors", .array(c.tensors.map { t in
-                        var m: [(String, JSON)] = [("name", .string(t.name)), ("status", .string(t.status.rawValue))]
-                        if let w = t.worst {
-                            m += [("index", .array(w.index.map(JSON.int))), ("expected", .double(w.expected)), ("got", .double(w.got)),
-                                  ("error", .double(w.error)), ("bound", .double(w.bound)), ("ratio", .double(t.ratio))]
-                        }
-                        if !t.detail.isEmpty { m.append(("detail", .string(t.detail))) }
-                        return .object(m)
-                    })),
+                    ("tensors", .array(c.tensors.map(json))),
                 ])
             })),
+            ("networks_passed", .int(r.networkCount(.passed))), ("networks_failed", .int(r.networkCount(.failed))),
+            ("networks_skipped", .int(r.networkCount(.skipped))), ("networks_not_applicable", .int(r.networkCount(.notApplicable))),
+            ("networks_partial", .int(r.networkCount(.partial))),
+            ("networks", .array(r.networks.map(json))),
         ] + extra)
     }
 
@@ -154,9 +189,9 @@ enum ValidationText {
     }
 
     static func junit(_ r: ValidationReport, fingerprint: Fingerprint? = nil, explanation: String? = nil) -> String {
-        let skipped = r.count(.skipped) + r.count(.notApplicable)
-        let extra = (fingerprint == nil ? 0 : 1) + (explanation == nil ? 0 : 1)
-        let failures = r.count(.failed) + (explanation == nil ? 0 : 1) + (fingerprint.map { $0.tightest == nil ? 1 : 0 } ?? 0)
+        let skipped = r.count(.skipped) + r.count(.notApplicable) + r.networkCount(.skipped) + r.networkCount(.notApplicable)
+        let extra = (fingerprint == nil ? 0 : 1) + (explanation == nil ? 0 : 1) + r.networks.count
+        let failures = r.count(.failed) + r.networkCount(.failed) + (explanation == nil ? 0 : 1) + (fingerprint.map { $0.tightest == nil ? 1 : 0 } ?? 0)
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         out += "<testsuite name=\"cnnref validate \(escape(r.engine)) \(r.precision.rawValue)\" tests=\"\(r.cases.count + extra)\" failures=\"\(failures)\" skipped=\"\(skipped)\">\n"
         if let fingerprint {
@@ -181,6 +216,19 @@ enum ValidationText {
                 out += ">\n    <failure message=\"\(escape(c.tensors.first { $0.status == .failed }.map(row) ?? "failed"))\">\(escape(failing))</failure>\n  </testcase>\n"
             case .skipped, .notApplicable:
                 out += ">\n    <skipped message=\"\(escape(c.status.rawValue + ": " + c.reason))\"/>\n  </testcase>\n"
+            }
+        }
+        for n in r.networks {
+            out += "  <testcase classname=\"networks\" name=\"\(escape(n.id))\""
+            switch n.status {
+            case .passed: out += "/>\n"
+            case .partial: out += ">\n    <system-out>\(escape("partial: " + n.reason))</system-out>\n  </testcase>\n"
+            case .failed:
+                let failing = (n.nodes.flatMap { u in u.tensors.filter { $0.status == .failed }.map { "node \(u.node): \(row($0))" } }
+                    + n.endToEnd.tensors.filter { $0.status == .failed }.map { "end to end: \(row($0))" }).joined(separator: "\n")
+                out += ">\n    <failure message=\"\(escape(n.reason))\">\(escape(failing))</failure>\n  </testcase>\n"
+            case .skipped, .notApplicable:
+                out += ">\n    <skipped message=\"\(escape(n.status.rawValue + ": " + n.reason))\"/>\n  </testcase>\n"
             }
         }
         out += "</testsuite>\n"

@@ -47,8 +47,8 @@ class Net:
             t["bias"] = [cout]
         return self.node(id, "conv2d", x, {"stride": [stride, stride], "padding": [pad] * 4, "groups": groups}, t)
 
-    def bn(self, id, x, c, eps=1e-5):
-        return self.node(id, "batchnorm2d", x, {"training": False, "eps": eps, "momentum": 0.1},
+    def bn(self, id, x, c, eps=1e-5, training=False):
+        return self.node(id, "batchnorm2d", x, {"training": training, "eps": eps, "momentum": 0.1},
                          {"weight": [c], "bias": [c], "running_mean": [c], "running_var": [c]})
 
     def relu(self, id, x):
@@ -308,6 +308,16 @@ def block_basic():
     return n
 
 
+def block_basic_training():
+    # The same block in training mode: batch statistics (biased variance, as every engine
+    # normalises), so a batch norm with the unbiased variance is told apart from the right one.
+    n = small("resnet-basic-training", "ResNet basic block, identity shortcut: conv-BN-ReLU-conv-BN, + x, ReLU (training mode: batch statistics)", [2, 4, 6, 6])
+    y = n.relu("relu1", n.bn("bn1", n.conv("conv1", "x", 4, 4, 3, 1, 1, bias=False), 4, training=True))
+    y = n.bn("bn2", n.conv("conv2", y, 4, 4, 3, 1, 1, bias=False), 4, training=True)
+    n.relu("relu_out", n.add("add", [y, "x"]))
+    return n
+
+
 def block_bottleneck():
     n = small("resnext-bottleneck", "ResNeXt bottleneck with projection shortcut: 1x1, grouped 3x3/2 (groups 2), 1x1, BN after each; 1x1/2 conv + BN shortcut", [1, 4, 6, 6])
     y = n.relu("relu1", n.bn("bn1", n.conv("conv1", "x", 4, 4, 1, bias=False), 4))
@@ -364,7 +374,7 @@ def small_resnet():
     return n
 
 
-BLOCKS = [block_stem, block_vgg, block_inception, block_basic, block_basic_projection, block_resnet_bottleneck, block_bottleneck,
+BLOCKS = [block_stem, block_vgg, block_inception, block_basic, block_basic_training, block_basic_projection, block_resnet_bottleneck, block_bottleneck,
           block_dense, small_resnet]
 
 
