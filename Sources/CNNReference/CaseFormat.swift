@@ -34,6 +34,12 @@ public enum CaseFormat {
         }
         return names.compactMap { n in tensors.first { $0.name == n } }
     }
+
+    /// A results file's section checked against the golden section: every tensor named there,
+    /// at most once, with its shape (any may be left out), in the golden order.
+    public static func conform(_ tensors: [NamedTensor], like golden: [NamedTensor], path: String) throws(CaseError) -> [NamedTensor] {
+        try conform(tensors, to: golden.map { ($0.name, $0.tensor.shape) }, path: path, complete: false)
+    }
 }
 
 /// What a case expects: the outputs and the gradient of every input and parameter.

@@ -413,8 +413,10 @@ public struct NetworkEvaluation: Sendable {
 }
 
 extension NetworkFile {
-    /// Evaluates the network at `input.data` with `upstream` (1 for a scalar output).
-    public func evaluated(maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> NetworkEvaluation {
+    /// What evaluating the file needs, checked: the network (every tensor with data), the
+    /// input (`input.data`) and the output's gradient (`upstream`, 1 for a scalar output).
+    /// The error names the first field missing.
+    public func evaluationInputs(maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> (network: Network, input: Tensor, outputGradient: Tensor) {
         let net = try network(maxBytes: maxBytes, maxWork: maxWork)
         guard let inputData else { throw CaseError("input.data", "missing: evaluating the network needs the input's elements") }
         let x = Tensor(shape: inputShape, scalars: inputData)
@@ -428,6 +430,12 @@ extension NetworkFile {
         } else {
             throw CaseError("upstream", "missing required field: dL/d(output), shape \(outShape)")
         }
+        return (net, x, dy)
+    }
+
+    /// Evaluates the network at `input.data` with `upstream` (1 for a scalar output).
+    public func evaluated(maxBytes: Int = CaseFormat.defaultMaxBytes, maxWork: Int = CaseFormat.defaultMaxWork) throws(CaseError) -> NetworkEvaluation {
+        let (net, x, dy) = try evaluationInputs(maxBytes: maxBytes, maxWork: maxWork)
         let (outputs, outputGradients, g) = net.evaluate(x, outputGradient: dy)
         let ids = net.nodeIDs
         return NetworkEvaluation(outputs: zip(ids, outputs).map { NamedTensor($0, $1) },

@@ -17,11 +17,10 @@ public struct NetworkResult: Sendable {
     /// The result checked against the golden network's tensors: every name known, at most
     /// once, with the golden shape (any may be left out). `path` is `networks.<id>`.
     public func checked(against golden: NetworkEvaluation, path: String) throws(CaseError) -> NetworkResult {
-        func layout(_ t: [NamedTensor]) -> [(String, [Int])] { t.map { ($0.name, $0.tensor.shape) } }
-        return NetworkResult(
-            outputs: try CaseFormat.conform(outputs, to: layout(golden.outputs), path: "\(path).outputs", complete: false),
-            outputGradients: try CaseFormat.conform(outputGradients, to: layout(golden.outputGradients), path: "\(path).output_gradients", complete: false),
-            gradients: try CaseFormat.conform(gradients, to: layout(golden.gradients), path: "\(path).gradients", complete: false))
+        NetworkResult(
+            outputs: try CaseFormat.conform(outputs, like: golden.outputs, path: "\(path).outputs"),
+            outputGradients: try CaseFormat.conform(outputGradients, like: golden.outputGradients, path: "\(path).output_gradients"),
+            gradients: try CaseFormat.conform(gradients, like: golden.gradients, path: "\(path).gradients"))
     }
 
     func tensor(_ section: [NamedTensor], _ name: String) -> Tensor? { section.first { $0.name == name }?.tensor }
@@ -108,6 +107,9 @@ public enum NetworkValidator {
             NetworkVerdict(id: id, status: status, reason: reason, endToEnd: CaseVerdict(id: id, status: status, reason: reason))
         }
         guard let golden = file.expected else { return verdict(.skipped, "the golden network has no expected values") }
+        do { _ = try file.evaluationInputs() } catch {
+            return verdict(.skipped, "the golden network cannot be evaluated: \(error.field): \(error.message)")
+        }
         if let why = inapplicability(file, precision) { return verdict(.notApplicable, why) }
         guard let result else { return verdict(.skipped, unsupported ?? "not in the results") }
         let result0: NetworkResult
@@ -378,7 +380,17 @@ enum NetworkBound {
         let x = Tensor(shape: file.inputShape, scalars: file.inputData ?? [])
         var values: [String: Tensor] = [file.inputName: x]
         var errors: [String: Tensor] = [file.inputName: Tensor(zeros: x.shape)]
+        // Why an element has no bound of its own, by node, in that node's output's indices (a
+        // reason is never carried to another tensor's indices: an unbounded error reaches the
+        // elements that depend on it as an infinite bound).
         var whys: [String: [Int: String]] = [:]
+        var firstUnbounded: String?
+        func note(_ why: [Int: String], _ t: Tensor, _ what: String) {
+            if firstUnbounded == nil, let i = why.keys.min() { firstUnbounded = "\(what) \(t.index(ofFlat: i)) has none: \(why[i]!)" }
+        }
+        // A non-finite reference value must be matched exactly (`compare`), so it carries no
+        // error into the nodes after it: its first-order error is 0.
+        func finiteOnly(_ b: [Double], _ t: Tensor) -> [Double] { b.indices.map { t[$0].isFinite ? b[$0] : 0 } }
         var references: [NetworkValidator.Reference] = []
         let last = file.nodes.count - 1
         for (k, node) in file.nodes.enumerated() {
@@ -391,48 +403,55 @@ enum NetworkBound {
                 throw NoRule(description: "no error propagation rule for \(node.layer) (\(node.path)): the network is judged node by node only")
             }
             for i in own.indices { own[i] += carried[i] }
-            for source in node.inputs { why.merge(whys[source] ?? [:]) { a, _ in a } }
+            note(why, y, "outputs.\(node.id)")
             values[node.id] = y
-            errors[node.id] = Tensor(shape: y.shape, scalars: own)
+            errors[node.id] = Tensor(shape: y.shape, scalars: finiteOnly(own, y))
             whys[node.id] = why
             references.append(ref)
         }
         var out = Propagated(bounds: [:])
-        out.bounds["outputs.\(file.nodes[last].id)"] = (errors[file.nodes[last].id]!.scalars, whys[file.nodes[last].id] ?? [:])
+        let lastID = file.nodes[last].id
+        out.bounds["outputs.\(lastID)"] = (finiteOnly(errors[lastID]!.scalars, values[lastID]!), whys[lastID] ?? [:])
         var contributions: [String: [NetworkValidator.Contribution]] = [:]
         var upstreamError: [String: (Tensor, [Int: String])] = [file.nodes[last].id: (Tensor(zeros: golden.outputs[last].tensor.shape), [:])]
         for k in file.nodes.indices.reversed() {
             let node = file.nodes[k], ref = references[k]
             if k != last {
                 let (value, bound, why) = NetworkValidator.combine(contributions[node.id]!, precision)
-                upstreamError[node.id] = (Tensor(shape: value.shape, scalars: bound), why)
+                note(why, value, "the gradient reaching \(node.id)")
+                upstreamError[node.id] = (Tensor(shape: value.shape, scalars: finiteOnly(bound, value)), why)
             }
-            let (eps, epsWhy) = upstreamError[node.id]!
+            let (eps, _) = upstreamError[node.id]!
             let ins = node.inputs.map { values[$0]! }
             let inErrors = node.inputs.map { errors[$0]! }
             let delta = ref.evaluated.upstream ?? Tensor(scalar: 1)
             guard let carried = try Rules.backward(ref.layer, node: node, inputs: ins, upstream: delta, upstreamError: eps, errors: inErrors) else {
                 throw NoRule(description: "no error propagation rule for the backward of \(node.layer) (\(node.path)): the network is judged node by node only")
             }
-            var why = epsWhy
-            for source in node.inputs { why.merge(whys[source] ?? [:]) { a, _ in a } }
             for (s, (name, source)) in zip(node.dataInputNames, node.inputs).enumerated() {
                 let (g, scale) = ref.gradient(name)!
                 var (b, w) = NetworkValidator.bounds(g, scale, precision)
                 for i in b.indices { b[i] += carried.inputs[s][i] }
-                w.merge(why) { a, _ in a }
                 contributions[source, default: []].append(.init(consumer: node.id, value: g, bound: b, why: w))
             }
             for (name, extra) in carried.parameters {
                 let (g, scale) = ref.gradient(name)!
                 var (b, w) = NetworkValidator.bounds(g, scale, precision)
                 for i in b.indices { b[i] += extra[i] }
-                w.merge(why) { a, _ in a }
+                note(w, g, "gradients.\(node.id).\(name)")
                 out.bounds["gradients.\(node.id).\(name)"] = (b, w)
             }
         }
         let (_, bound, why) = NetworkValidator.combine(contributions[file.inputName]!, precision)
         out.bounds["gradients.\(file.inputName)"] = (bound, why)
+        // An element whose propagated bound is not finite depends on one of these.
+        for (name, (bound, why)) in out.bounds {
+            var why = why
+            for i in bound.indices where !bound[i].isFinite && why[i] == nil {
+                why[i] = "no finite bound: the error of a value it depends on is unbounded\(firstUnbounded.map { " (the first value in the network without one: \($0))" } ?? "")"
+            }
+            out.bounds[name] = (bound, why)
+        }
         return out
     }
 }
@@ -451,14 +470,25 @@ enum Rules {
         return l
     }
 
+    /// `map`, linear in the errors `e`, applied with 0·∞ = 0: an element whose error is unbounded
+    /// (∞, it has no finite bound) makes unbounded exactly the results that depend on it
+    /// through a nonzero coefficient, and no other (IEEE's 0·∞ = NaN would spread it to all).
+    static func linear(_ e: Tensor, _ map: (Tensor) -> [Double]) -> [Double] {
+        guard e.scalars.contains(where: { $0 == .infinity }) else { return map(e) }
+        let finite = map(Tensor(shape: e.shape, scalars: e.scalars.map { $0 == .infinity ? 0 : $0 }))
+        let reached = map(Tensor(shape: e.shape, scalars: e.scalars.map { $0 == .infinity ? 1 : 0 }))
+        return zip(finite, reached).map { $1 > 0 ? .infinity : $0 }
+    }
+
     /// Σ_j |∂y/∂x_j|·e_j: the output error the input errors cause (first order), or nil.
     static func forward(_ layer: any Layer, node: NetworkFile.Node, inputs: [Tensor], errors e: [Tensor]) throws -> [Double]? {
         let x = inputs[0]
         switch layer {
         case is Conv2D, is Linear:
-            return absolute(layer).forward(e[0], accumulator: PlainSum.self).scalars
+            let a = absolute(layer)
+            return linear(e[0]) { a.forward($0, accumulator: PlainSum.self).scalars }
         case is AvgPool2D, is AdaptiveAvgPool2D, is Flatten, is Dropout:
-            return layer.forward(e[0], accumulator: PlainSum.self).scalars
+            return linear(e[0]) { layer.forward($0, accumulator: PlainSum.self).scalars }
         case is Add, is Concat:
             // Linear with coefficients 1 in every data input: the layer applied to the errors.
             let onErrors = try LayerRegistry.makeLayer(try node.nodeCase(dataInputs: e))
@@ -492,16 +522,17 @@ enum Rules {
         switch layer {
         case is Conv2D, is Linear:
             // dx = Jᵀδ does not depend on x; dW = Σ δ·x depends on both; db = Σ δ.
-            let a = absolute(layer)
-            let byUpstream = a.backward(x.magnitudes, outputGradient: eps)
-            let byInput = a.backward(e[0], outputGradient: delta.magnitudes)
+            let a = absolute(layer), xs = x.magnitudes, ds = delta.magnitudes
+            let byUpstream = linear(eps) { a.backward(xs, outputGradient: $0).input.scalars }
             let params = layer.parameters.enumerated().map { k, p -> (String, [Double]) in
-                let fromInput = p.name == "bias" ? p.tensor.scalars.map { _ in 0.0 } : byInput.parameters[k].scalars
-                return (p.name, zip(byUpstream.parameters[k].scalars, fromInput).map { $0 + $1 })
+                let fromUpstream = linear(eps) { a.backward(xs, outputGradient: $0).parameters[k].scalars }
+                let fromInput = p.name == "bias" ? p.tensor.scalars.map { _ in 0.0 }
+                    : linear(e[0]) { a.backward($0, outputGradient: ds).parameters[k].scalars }
+                return (p.name, zip(fromUpstream, fromInput).map { $0 + $1 })
             }
-            return ([byUpstream.input.scalars], params)
+            return ([byUpstream], params)
         case is AvgPool2D, is AdaptiveAvgPool2D, is Flatten, is Dropout:
-            return ([layer.backward(x, outputGradient: eps).input.scalars], [])
+            return ([linear(eps) { layer.backward(x, outputGradient: $0).input.scalars }], [])
         case is Add, is Concat:
             let g = layer.backward(x, outputGradient: eps)
             return ([g.input.scalars] + g.parameters.map(\.scalars), [])
@@ -512,7 +543,7 @@ enum Rules {
                 // Within its error bound of 0 the engine's input may lie on either piece.
                 let either = e[0][i] > 0 && x[i].magnitude <= e[0][i]
                 let slopeHere = either ? most : (x[i] > 0 ? 1 : slope.magnitude)
-                return eps[i] * slopeHere + (either ? delta[i].magnitude * jump : 0)
+                return (slopeHere == 0 ? 0 : eps[i] * slopeHere) + (either ? delta[i].magnitude * jump : 0)
             }], [])
         case let pool as MaxPool2D:
             var out = [Double](repeating: 0, count: x.count)

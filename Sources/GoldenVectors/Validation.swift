@@ -15,10 +15,9 @@ public struct EngineResult: Sendable {
     /// tensor named by the case, at most once, with the golden shape (a tensor may be left
     /// out). `path` is where the result came from (`results.<case id>`).
     public func checked(against golden: Expected, path: String) throws(CaseError) -> EngineResult {
-        func layout(_ t: [NamedTensor]) -> [(String, [Int])] { t.map { ($0.name, $0.tensor.shape) } }
-        return EngineResult(
-            outputs: try CaseFormat.conform(outputs, to: layout(golden.outputs), path: "\(path).outputs", complete: false),
-            gradients: try CaseFormat.conform(gradients, to: layout(golden.gradients), path: "\(path).gradients", complete: false))
+        EngineResult(
+            outputs: try CaseFormat.conform(outputs, like: golden.outputs, path: "\(path).outputs"),
+            gradients: try CaseFormat.conform(gradients, like: golden.gradients, path: "\(path).gradients"))
     }
 }
 

@@ -314,7 +314,12 @@ public enum VectorSet {
         }
         let networks = try networkEntries.map { entry in
             let (url, text) = try text(entry)
-            do { return try NetworkFile.decode(text: text, maxBytes: maxBytes) } catch let e as CaseError {
+            do {
+                let file = try NetworkFile.decode(text: text, maxBytes: maxBytes)
+                // A golden network is judged by evaluating it: the values it was evaluated at must be there.
+                if file.expected != nil { _ = try file.evaluationInputs(maxBytes: maxBytes, maxWork: maxWork) }
+                return file
+            } catch let e as CaseError {
                 throw CaseError("\(url.path): \(e.field)", e.message)
             }
         }

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import numpy as np  # noqa: E402
 
-from cnnref_vectors import iter_cases, write_results  # noqa: E402
+from cnnref_vectors import iter_cases, iter_networks, write_results  # noqa: E402
 
 LOSSES = {"softmax_cross_entropy", "multiclass_hinge"}
 NO_GRADIENTS = "no_gradients"
@@ -207,7 +207,12 @@ class PoolGeometry:
 
 # ---- Command line and the loop over cases ----
 
-def main(engine, run_case, description, unsupported_precisions=None, enter_precision=None):
+# The precisions whole networks run at: the shipped network vectors hold values exact in float32,
+# which tf32, float16 and bfloat16 do not hold (validate would find them not applicable).
+NETWORK_PRECISIONS = ("float64", "float32")
+
+
+def main(engine, run_case, description, unsupported_precisions=None, enter_precision=None, networks=None):
     """Parses --vectors/--precision/--output, runs every case, writes the results file.
 
     `engine` is the engine's name and version for the results file. `unsupported_precisions` maps
@@ -218,6 +223,11 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
     on a case is recorded in "unsupported" as "engine error: ..." and reported on standard error;
     the run still writes every other case. Exit status 0 unless the vectors or the output file
     cannot be read or written.
+
+    `networks`, when given, is (run_network, layers): run_network(net, dtype, layers) returns a
+    network's block (adapter_networks.py). Every network vector then runs too, at float64 and
+    float32, into the results file's "networks"; --networks-only skips the cases, and
+    --wrong-node KIND runs the networks with one layer made wrong (adapter_networks.WRONG_NODES).
     """
     program = os.path.basename(sys.argv[0])
     parser = argparse.ArgumentParser(prog=program, description=description)
@@ -225,7 +235,12 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
     parser.add_argument("--precision", required=True, choices=list(PRECISIONS))
     parser.add_argument("--output", required=True, help="the results file to write")
     parser.add_argument("--case", action="append", default=[], metavar="ID",
-                        help="run only this case id (repeatable)")
+                        help="run only this case id, or network id networks/ID (repeatable)")
+    if networks:
+        from adapter_networks import WRONG_NODES
+        parser.add_argument("--networks-only", action="store_true", help="run the network vectors only")
+        parser.add_argument("--wrong-node", choices=list(WRONG_NODES),
+                            help="run the networks with this one layer wrong (to see validate name the node)")
     args = parser.parse_args()
     precision = PRECISIONS[args.precision]
     why = (unsupported_precisions or {}).get(precision.name)
@@ -242,7 +257,7 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
         cases = list(iter_cases(args.vectors))
     except (OSError, ValueError) as error:
         sys.exit(f"{program}: cannot read the vectors: {error}")
-    for case in cases:
+    for case in [] if networks and args.networks_only else cases:
         case_id = case["id"]
         if args.case and case_id not in args.case:
             continue
@@ -266,8 +281,11 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
             unsupported[case_id] = f"gradients: {block.pop(NO_GRADIENTS)}"
         _warn_on_shape_mismatch(program, case, block)
         results[case_id] = block
+    network_results = _run_networks(program, args, precision, networks, unsupported) if networks else None
+    if networks and args.wrong_node:
+        engine = f"{engine} [wrong node: {args.wrong_node}]"
     try:
-        write_results(args.output, engine, args.precision, results, unsupported)
+        write_results(args.output, engine, args.precision, results, unsupported, network_results)
     except OSError as error:
         sys.exit(f"{program}: cannot write {args.output}: {error}")
     partial = sum(case_id in results for case_id in unsupported)
@@ -275,6 +293,41 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
     print(f"{program}: {args.precision}: {len(results)} cases run ({partial} without gradients), "
           f"{len(unsupported) - partial - errors} unsupported{representable}, {errors} engine errors -> {args.output}",
           file=sys.stderr)
+
+
+def _run_networks(program, args, precision, networks, unsupported):
+    """Every network vector's block (those --case names, when it is given), or {} at a precision
+    networks do not run at. An engine error is recorded in unsupported, as for a case."""
+    if precision.name not in NETWORK_PRECISIONS:
+        return {}
+    from adapter_networks import wrong_node
+    run_network, layers = networks
+    if args.wrong_node:
+        layers = wrong_node(args.wrong_node, layers)
+    try:
+        nets = list(iter_networks(args.vectors))
+    except (OSError, ValueError) as error:
+        sys.exit(f"{program}: cannot read the network vectors: {error}")
+    blocks = {}
+    for net in nets:
+        net_id = f"networks/{net['id']}"
+        if args.case and net_id not in args.case:
+            continue
+        missing = [n["layer"] for n in net["nodes"] if n["layer"] not in layers]
+        if missing:
+            unsupported[net_id] = f"layer {missing[0]!r} is not known to this adapter"
+            continue
+        try:
+            blocks[net_id] = run_network(net, precision.host_dtype, layers)
+        except Unsupported as why:
+            unsupported[net_id] = str(why)
+        except Exception as error:
+            message = str(error).strip().splitlines()
+            unsupported[net_id] = f"engine error: {type(error).__name__}: {message[0] if message else ''}"
+            print(f"{program}: {net_id}: {unsupported[net_id]}", file=sys.stderr)
+    print(f"{program}: {precision.name}: {len(blocks)} networks run"
+          f"{' with a wrong node: ' + args.wrong_node if args.wrong_node else ''}", file=sys.stderr)
+    return blocks
 
 
 def _warn_on_shape_mismatch(program, case, block):

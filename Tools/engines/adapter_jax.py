@@ -273,5 +273,6 @@ def enter_precision(precision):
 
 
 if __name__ == "__main__":
+    from adapter_networks import run_jax
     main(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, {jax.default_backend()})", run_case,
-         "Runs the CNNReference golden vectors through JAX.", enter_precision=enter_precision)
+         "Runs the CNNReference golden vectors through JAX.", enter_precision=enter_precision, networks=(run_jax, LAYERS))

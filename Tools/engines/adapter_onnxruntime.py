@@ -294,6 +294,30 @@ def _value_info(name, array):
     return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype), list(array.shape))
 
 
+def _check_float_attributes(case, dtype, where=""):
+    for key in FLOAT_ATTRIBUTES.get(case["layer"], []):
+        value = float(config(case, key))
+        if key == "momentum":   # the attribute holds 1 - momentum, and only training reads it
+            value = 1 - value
+            if not config(case, "training"):
+                continue
+        if dtype == np.float64 and not is_float32_exact(value):
+            raise Unsupported(f"ONNX stores {where}{'1 - config.momentum' if key == 'momentum' else 'config.' + key} = {value!r} "
+                              f"as a float32 attribute, which rounds it to {float(np.float32(value))!r}")
+
+
+def _session(model, dtype):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except ort.capi.onnxruntime_pybind11_state.NotImplemented as error:
+        # "Could not find an implementation for Conv(22) node with name ''"
+        text = str(error)
+        what = text.split("Could not find an implementation for ", 1)[-1].split(" node", 1)[0]
+        raise Unsupported(f"onnxruntime's CPU provider has no {np.dtype(dtype).name} kernel for {what}") from None
+
+
 def run_case(case, precision):
     dtype = precision.dtype
     layer = case["layer"]
@@ -310,24 +334,8 @@ def run_case(case, precision):
                               [output] + [helper.make_tensor_value_info(o, element, ["c"]) for o in extra])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except ort.capi.onnxruntime_pybind11_state.NotImplemented as error:
-        # "Could not find an implementation for Conv(22) node with name ''"
-        text = str(error)
-        what = text.split("Could not find an implementation for ", 1)[-1].split(" node", 1)[0]
-        raise Unsupported(f"onnxruntime's CPU provider has no {np.dtype(dtype).name} kernel for {what}") from None
-    for key in FLOAT_ATTRIBUTES.get(layer, []):
-        value = float(config(case, key))
-        if key == "momentum":   # the attribute holds 1 - momentum, and only training reads it
-            value = 1 - value
-            if not config(case, "training"):
-                continue
-        if dtype == np.float64 and not is_float32_exact(value):
-            raise Unsupported(f"ONNX stores {'1 - config.momentum' if key == 'momentum' else 'config.' + key} = {value!r} "
-                              f"as a float32 attribute, which rounds it to {float(np.float32(value))!r}")
+    session = _session(model, dtype)
+    _check_float_attributes(case, dtype)
     values = session.run(["out"] + extra, feeds)
     block = {"outputs": {output_name(layer): np.asarray(values[0])}}
     for name, v in zip(extra, values[1:]):
@@ -335,7 +343,61 @@ def run_case(case, precision):
     return block
 
 
+def run_network(net, dtype, layers):
+    """A network vector as one ONNX graph, forward only: each node's ONNX nodes (LAYERS) with
+    their tensor names prefixed by the node's id, its data inputs wired to the producing nodes'
+    outputs, and every node's output a graph output. The block has "outputs" only (validate judges
+    the forward node by node and the network's output end to end, and reports the network
+    partial)."""
+    from adapter_networks import _array, data_input_names, node_case
+    name = net["input"].get("name", "x")
+    feeds = {name: _array({"shape": net["input"]["shape"], "data": net["input"]["data"]}).astype(dtype)}
+    shapes = {name: feeds[name].shape}
+    shapes.update({k: v.shape for k, v in net.get("expected", {}).get("outputs", {}).items()})
+    produced = {name: name}   # network value -> graph tensor
+    graph_nodes, graph_outputs = [], []
+    element = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    for node in net["nodes"]:
+        if any(i not in shapes for i in node["inputs"]):
+            raise Unsupported("the network vector has no expected outputs to take the nodes' shapes from")
+        data = dict(zip(data_input_names(node, len(node["inputs"])), node["inputs"]))
+        t = {n: np.zeros(shapes[v], dtype) for n, v in data.items()}
+        t.update({p: _array(v).astype(dtype) for p, v in node.get("tensors", {}).items()})
+        case = dict(node_case(node, t), inputs={n: _Tensor(v) for n, v in t.items()})
+        _check_float_attributes(case, dtype, where=f"node {node['id']}: ")
+        nodes, layer_feeds = layers[node["layer"]](case, t)
+        prefix = f"{node['id']}/"
+        rename = lambda n: produced[data[n]] if n in data else prefix + n
+        for n, v in layer_feeds.items():
+            if n not in data:
+                feeds[prefix + n] = v
+        for n in nodes:
+            ins, outs = [rename(i) for i in n.input], [prefix + o for o in n.output]
+            del n.input[:], n.output[:]
+            n.input.extend(ins)
+            n.output.extend(outs)
+            graph_nodes.append(n)
+        produced[node["id"]] = prefix + "out"
+        rank = len(shapes[node["id"]]) if node["id"] in shapes else 0
+        graph_outputs.append(helper.make_tensor_value_info(prefix + "out", element, [f"d{k}" for k in range(rank)]))
+    graph = helper.make_graph(graph_nodes, net["id"], [_value_info(n, a) for n, a in feeds.items()], graph_outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    values = _session(model, dtype).run([o.name for o in graph_outputs], feeds)
+    return {"outputs": {node["id"]: np.asarray(v) for node, v in zip(net["nodes"], values)}}
+
+
+class _Tensor:
+    """A numpy array as the layer functions read a case's input (shape, numpy)."""
+
+    def __init__(self, array):
+        self.array, self.shape = array, list(array.shape)
+
+    def numpy(self, dtype=None):
+        return self.array if dtype is None else self.array.astype(dtype)
+
+
 if __name__ == "__main__":
     main(f"onnxruntime {ort.__version__} (onnx {onnx.__version__}, opset {OPSET}, CPUExecutionProvider)", run_case,
          "Runs the CNNReference golden vectors through ONNX Runtime (forward only).",
-         unsupported_precisions=UNSUPPORTED_PRECISIONS)
+         unsupported_precisions=UNSUPPORTED_PRECISIONS, networks=(run_network, LAYERS))

@@ -254,5 +254,6 @@ def enter_precision(precision):
 
 
 if __name__ == "__main__":
+    from adapter_networks import run_pytorch
     main(f"pytorch {torch.__version__}", run_case, "Runs the CNNReference golden vectors through PyTorch.",
-         enter_precision=enter_precision)
+         enter_precision=enter_precision, networks=(run_pytorch, LAYERS))

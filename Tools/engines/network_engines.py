@@ -9,15 +9,12 @@ Run it with the engine's venv's python (Tools/engines/run_adapters.sh --install-
 A file whose tensors have no data (an architecture description, e.g. Sources/GoldenVectors/Networks/blocks/*.json)
 is filled with seeded values first: signed uniform parameters and input, running variances in
 [0.5, 1.5), a signed uniform upstream of the output's shape (from `cnnref arch --format json`).
-The reference is `cnnref evaluate` of that file. Each node runs through the engine adapter's
-function for its layer (adapter_pytorch.LAYERS or adapter_jax.LAYERS: the same conventions as
-the per-layer vectors), on the engine's own values of its inputs, so the engine's errors
-accumulate as in any float run. PyTorch's intermediate gradients are retain_grad(); JAX's are the
-gradients of a zero added to every node's output.
+The reference is `cnnref evaluate` of that file; the engine runs it as adapter_networks.py does
+(the adapters' --networks-only runs the shipped network vectors the same way, into a results file
+that `cnnref validate` judges).
 
 Prints, per node, the largest |engine - reference| over each tensor divided by the tensor's
-largest |reference| value. This is a measurement, not a verdict: the per-element bounds of
-`cnnref validate` are per layer, and a bound propagated through a network is not built yet.
+largest |reference| value: a measurement, for any architecture file, not a verdict.
 """
 
 import argparse
@@ -31,16 +28,10 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from adapter_common import BUFFERS, LOSSES  # noqa: E402
+from adapter_common import LOSSES  # noqa: E402
+from adapter_networks import WRONG_NODES, run_jax, run_pytorch, wrong_node  # noqa: E402
 
-DTYPES = ["float32", "float64"]
-
-
-class Shape:
-    """What the adapter's functions read from a case's input tensors: the shape."""
-
-    def __init__(self, shape):
-        self.shape = tuple(shape)
+DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
 def fill(network, cnnref, rng):
@@ -75,97 +66,6 @@ def evaluate(network, cnnref):
         os.unlink(f.name)
 
 
-class Node:
-    """A node as the adapters' layer functions see a case: its id, layer, config, input shapes, labels."""
-
-    def __init__(self, node, t):
-        self.id, self.layer = node["id"], node["layer"]
-        self.case = {"id": self.id, "layer": self.layer, "config": node.get("config", {}),
-                     "inputs": {n: Shape(v.shape) for n, v in t.items()}, "labels": node.get("labels")}
-
-
-def data_input_names(node, count):
-    if count == 1 and node["layer"] not in ("add", "concat"):
-        return ["scores" if node["layer"] in LOSSES else "x"]
-    return [f"x{k}" for k in range(count)]
-
-
-def array(t):
-    return np.array(t["data"], dtype=np.float64).reshape(t["shape"])
-
-
-def run_pytorch(reference, precision, layers):
-    """The engine's node outputs, their gradients, and the gradients of the input and parameters."""
-    import torch
-    dtype = {"float64": torch.float64, "float32": torch.float32}[precision]
-
-    def tensor(t, grad=False):
-        return torch.tensor(array(t), dtype=dtype).requires_grad_(grad)
-
-    name = reference["input"].get("name", "x")
-    x = tensor({"shape": reference["input"]["shape"], "data": reference["input"]["data"]}, grad=True)
-    values = {name: x}
-    outputs, parameters = {}, {}
-    for node in reference["nodes"]:
-        ins = [values[n] for n in node["inputs"]]
-        t = dict(zip(data_input_names(node, len(ins)), ins))
-        for p, data in node.get("tensors", {}).items():
-            buffer = p in BUFFERS.get(node["layer"], set())
-            t[p] = tensor(data, grad=not buffer)
-            if not buffer:
-                parameters[f"{node['id']}.{p}"] = t[p]
-        y = layers[node["layer"]](Node(node, t).case, t)
-        if isinstance(y, tuple):   # batch norm in training: the updated statistics are not the network's
-            y = y[0]
-        y.retain_grad()
-        values[node["id"]] = outputs[node["id"]] = y
-    last = outputs[reference["nodes"][-1]["id"]]
-    last.backward(tensor(reference["upstream"]) if "upstream" in reference else torch.ones((), dtype=dtype))
-    grads = {name: x.grad}
-    grads.update({n: p.grad for n, p in parameters.items()})
-    as_numpy = lambda v: v.detach().to(torch.float64).numpy()
-    return ({k: as_numpy(v) for k, v in outputs.items()}, {k: as_numpy(v.grad) for k, v in outputs.items()},
-            {k: as_numpy(v) for k, v in grads.items()})
-
-
-def run_jax(reference, precision, layers):
-    import jax
-    import jax.numpy as jnp
-    dtype = {"float64": jnp.float64, "float32": jnp.float32}[precision]
-    name = reference["input"].get("name", "x")
-    nodes = reference["nodes"]
-    params = {f"{n['id']}.{p}": jnp.asarray(array(d), dtype=dtype) for n in nodes for p, d in n.get("tensors", {}).items()
-              if p not in BUFFERS.get(n["layer"], set())}
-    buffers = {f"{n['id']}.{p}": jnp.asarray(array(d), dtype=dtype) for n in nodes for p, d in n.get("tensors", {}).items()
-               if p in BUFFERS.get(n["layer"], set())}
-    x = jnp.asarray(array({"shape": reference["input"]["shape"], "data": reference["input"]["data"]}), dtype=dtype)
-
-    def forward(x, params, probes):
-        values, outputs = {name: x}, {}
-        for node in nodes:
-            ins = [values[n] for n in node["inputs"]]
-            t = dict(zip(data_input_names(node, len(ins)), ins))
-            for p in node.get("tensors", {}):
-                key = f"{node['id']}.{p}"
-                t[p] = params[key] if key in params else buffers[key]
-            y = layers[node["layer"]](Node(node, t).case, t)
-            if isinstance(y, tuple):
-                y = y[0]
-            y = y + probes[node["id"]]   # a zero whose gradient is dL/d(node output)
-            values[node["id"]] = outputs[node["id"]] = y
-        return outputs[nodes[-1]["id"]], outputs
-
-    shapes = jax.eval_shape(lambda x, p: forward(x, p, {n["id"]: jnp.zeros((), dtype) for n in nodes})[1], x, params)
-    probes = {k: jnp.zeros(v.shape, dtype) for k, v in shapes.items()}
-    y, pullback, outputs = jax.vjp(forward, x, params, probes, has_aux=True)
-    upstream = jnp.asarray(array(reference["upstream"]), dtype) if "upstream" in reference else jnp.ones((), dtype)
-    dx, dparams, dprobes = pullback(upstream)
-    as_numpy = lambda v: np.asarray(v, dtype=np.float64)
-    grads = {name: as_numpy(dx)}
-    grads.update({k: as_numpy(v) for k, v in dparams.items()})
-    return {k: as_numpy(v) for k, v in outputs.items()}, {k: as_numpy(v) for k, v in dprobes.items()}, grads
-
-
 ENGINES = {"pytorch": run_pytorch, "jax": run_jax}
 
 
@@ -177,28 +77,6 @@ def engine_layers(engine):
     import jax
     from adapter_jax import LAYERS
     return f"jax {jax.__version__}", LAYERS
-
-
-def wrong_node(kind, layers):
-    """The adapter's layers with one made wrong (for --wrong-node), in the engine's own arithmetic."""
-    layers = dict(layers)
-    if kind == "lrn-alpha":
-        # TensorFlow's alpha (not divided by size) given the case format's: alpha·size.
-        right = layers["lrn"]
-        def lrn(case, t):
-            c = dict(case, config=dict(case["config"], alpha=case["config"]["alpha"] * case["config"]["size"]))
-            return right(c, t)
-        layers["lrn"] = lrn
-    elif kind == "add-after-relu":
-        # The residual added after a ReLU of the branch, not before the block's ReLU.
-        relu, add = layers["relu"], layers["add"]
-        def late(case, t):
-            return add(case, dict(t, x0=relu(case, {"x": t["x0"]})))
-        layers["add"] = late
-    return layers
-
-
-WRONG = ["add-after-relu", "lrn-alpha"]
 
 
 def error(engine, ref):
@@ -215,7 +93,7 @@ def main():
     parser.add_argument("--engine", choices=sorted(ENGINES), default="pytorch")
     parser.add_argument("--precision", choices=DTYPES, default="float64")
     parser.add_argument("--seed", type=int, default=15)
-    parser.add_argument("--wrong-node", choices=WRONG, help="run one layer wrongly, to see where the error enters")
+    parser.add_argument("--wrong-node", choices=sorted(WRONG_NODES), help="run one layer wrongly, to see where the error enters")
     args = parser.parse_args()
     version, layers = engine_layers(args.engine)
     if args.wrong_node:
@@ -225,7 +103,8 @@ def main():
         with open(path) as f:
             network = json.load(f)
         reference = evaluate(fill(network, args.cnnref, random.Random(args.seed)), args.cnnref)
-        outputs, output_grads, grads = ENGINES[args.engine](reference, args.precision, layers)
+        block = ENGINES[args.engine](reference, DTYPES[args.precision], layers)
+        outputs, output_grads, grads = block["outputs"], block["output_gradients"], block["gradients"]
         expected = reference["expected"]
         print(f"{reference['id']}:")
         worst = 0.0

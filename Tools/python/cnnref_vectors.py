@@ -219,8 +219,9 @@ def iter_networks(vectors_dir, verify=True):
         yield net
 
 
-def write_results(path, engine, precision, results, unsupported=None):
+def write_results(path, engine, precision, results, unsupported=None, networks=None):
     """Writes a results file: {"engine", "precision", "results": {id: {"outputs", "gradients"}},
+    "networks": {"networks/ID": {"outputs", "output_gradients", "gradients"}} (only when given),
     "unsupported": {id: reason}}. The file is replaced atomically."""
     document = {
         "engine": engine,
@@ -239,7 +240,13 @@ def write_results(path, engine, precision, results, unsupported=None):
     lines = ["{", f' "engine": {dumps(engine)},', f' "precision": {dumps(precision)},', ' "results": {']
     items = list(document["results"].items())
     lines += [f"  {dumps(k)}: {dumps(v)}{',' if i < len(items) - 1 else ''}" for i, (k, v) in enumerate(items)]
-    lines.append(" }," if unsupported else " }")
+    lines.append(" }," if unsupported or networks else " }")
+    if networks:
+        items = [(k, {block: {name: Tensor.from_any(t).to_json() for name, t in tensors.items()}
+                      for block, tensors in blocks.items()}) for k, blocks in networks.items()]
+        lines.append(' "networks": {')
+        lines += [f"  {dumps(k)}: {dumps(v)}{',' if i < len(items) - 1 else ''}" for i, (k, v) in enumerate(items)]
+        lines.append(" }," if unsupported else " }")
     if unsupported:
         items = list(document["unsupported"].items())
         lines.append(' "unsupported": {')
