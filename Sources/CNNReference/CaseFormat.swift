@@ -46,6 +46,8 @@ public enum CaseFormat {
 public struct Expected: Equatable, Sendable {
     public var outputs: [NamedTensor]
     public var gradients: [NamedTensor]
+    /// The JVP of the output along the case's `tangents` (`cnnref-case-2`; empty otherwise).
+    public var jvp: [NamedTensor] = []
     public init(outputs: [NamedTensor], gradients: [NamedTensor]) {
         self.outputs = outputs
         self.gradients = gradients
@@ -64,6 +66,9 @@ public struct Case: Sendable {
     public var labels: [Int]?
     public var upstream: Tensor?
     public var expected: Expected?
+    /// Forward mode (`cnnref-case-2`, `ForwardMode`): a tangent for the data input and every
+    /// parameter, in `expected.gradients` order; nil in a `cnnref-case-1` case.
+    public var tangents: [NamedTensor]? = nil
 
     public init(id: String, layer: String, description: String = "", tags: [String] = [], notes: [String] = [],
                 config: [(String, JSON)] = [], inputs: [NamedTensor], labels: [Int]? = nil,
@@ -86,11 +91,14 @@ public struct Case: Sendable {
             throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
         }
         var out = self
+        if let tangents { out.tangents = try ForwardMode.conform(tangents, layer, input: x.shape, output: outShape) }
         if let expected {
             let layout = CaseFormat.expectedLayout(layer, input: x.shape, output: outShape)
             out.expected = Expected(
                 outputs: try CaseFormat.conform(expected.outputs, to: layout.outputs, path: "expected.outputs", complete: true),
                 gradients: try CaseFormat.conform(expected.gradients, to: layout.gradients, path: "expected.gradients", complete: true))
+            out.expected!.jvp = try CaseFormat.conform(expected.jvp, to: tangents == nil ? [] : [(layer.outputName, outShape)],
+                                                       path: "expected.jvp", complete: tangents != nil)
         }
         return out
     }
@@ -122,9 +130,10 @@ public struct CaseDecoder: Sendable {
     public func decode(_ json: JSON) throws(CaseError) -> Case {
         var top = try ObjectReader(json, path: "")
         let schema = try top.string("schema")
-        guard schema == CaseFormat.schema else {
-            throw CaseError("schema", "expected \"\(CaseFormat.schema)\", found \"\(schema)\"")
+        guard schema == CaseFormat.schema || schema == ForwardMode.schema else {
+            throw CaseError("schema", "expected \"\(CaseFormat.schema)\" (or \"\(ForwardMode.schema)\", with tangents), found \"\(schema)\"")
         }
+        let forwardMode = schema == ForwardMode.schema
         let id = try top.string("id")
         let layer = try top.string("layer")
         guard let spec = LayerRegistry.spec(layer) else {
@@ -171,18 +180,27 @@ public struct CaseDecoder: Sendable {
             guard !spec.isLoss else { throw CaseError("upstream", "\(layer) is a loss: its output is the objective, so a case has no upstream") }
             upstream = try decodeTensor(u, path: "upstream", budget: &budget)
         }
+        var tangents: [NamedTensor]? = nil
+        if forwardMode {
+            guard let t = try top.optional("tangents") else {
+                throw CaseError("tangents", "missing required field: a \(ForwardMode.schema) case gives a tangent for the data input and every parameter")
+            }
+            tangents = try decodeTensors(t, path: "tangents", budget: &budget)
+        }
         var expected: Expected? = nil
         if let e = try top.optional("expected") {
             var reader = try ObjectReader(e, path: "expected")
             let outputs = try decodeTensors(try reader.required("outputs"), path: "expected.outputs", budget: &budget)
             let gradients = try decodeTensors(try reader.required("gradients"), path: "expected.gradients", budget: &budget)
-            try reader.rejectUnknown(expected: ["outputs", "gradients"])
             expected = Expected(outputs: outputs, gradients: gradients)
+            if forwardMode { expected!.jvp = try decodeTensors(try reader.required("jvp"), path: "expected.jvp", budget: &budget) }
+            try reader.rejectUnknown(expected: ["outputs", "gradients"] + (forwardMode ? ["jvp"] : []))
         }
         try top.rejectUnknown(expected: ["schema", "id", "layer", "description", "tags", "notes", "config",
-                                         "inputs", "labels", "upstream", "expected"])
+                                         "inputs", "labels", "upstream"] + (forwardMode ? ["tangents"] : []) + ["expected"])
         var result = Case(id: id, layer: layer, description: description, tags: tags, notes: notes,
                           config: config, inputs: inputs, labels: labels, upstream: upstream, expected: expected)
+        result.tangents = tangents
         // Build the layer now so every config and shape error surfaces at decode time.
         let built = try LayerRegistry.makeLayer(result)
         let xShape = inputs[0].tensor.shape
@@ -196,12 +214,19 @@ public struct CaseDecoder: Sendable {
         if let upstream, upstream.shape != outShape {
             throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
         }
+        if let t = tangents {
+            result.tangents = try ForwardMode.conform(t, built, input: xShape, output: outShape)
+            _ = try ForwardMode.equivalent(result, layer: built, tangents: result.tangents!)   // a layer with golden JVPs
+        }
         if let expected {
             // Exactly the layer's tensors, each with the layer's shape, in the layer's order.
             let layout = CaseFormat.expectedLayout(built, input: xShape, output: outShape)
             result.expected = Expected(
                 outputs: try CaseFormat.conform(expected.outputs, to: layout.outputs, path: "expected.outputs", complete: true),
                 gradients: try CaseFormat.conform(expected.gradients, to: layout.gradients, path: "expected.gradients", complete: true))
+            if forwardMode {
+                result.expected!.jvp = try CaseFormat.conform(expected.jvp, to: [(built.outputName, outShape)], path: "expected.jvp", complete: true)
+            }
         }
         return result
     }
@@ -638,12 +663,17 @@ extension Case {
             outputs: [NamedTensor(layer.outputName, y)] + layer.auxiliaryOutputs(x),
             gradients: [NamedTensor(layer.inputName, g.input)]
                 + zip(layer.parameters, g.parameters).map { NamedTensor($0.name, $1) })
+        if let tangents {
+            let t = try ForwardMode.conform(tangents, layer, input: x.shape, output: outShape)
+            out.tangents = t
+            out.expected!.jvp = [NamedTensor(layer.outputName, try ForwardMode.jvp(out, layer: layer, tangents: t))]
+        }
         return out
     }
 
     public var json: JSON {
         var members: [(String, JSON)] = [
-            ("schema", .string(CaseFormat.schema)), ("id", .string(id)), ("layer", .string(layer)),
+            ("schema", .string(tangents == nil ? CaseFormat.schema : ForwardMode.schema)), ("id", .string(id)), ("layer", .string(layer)),
             ("description", .string(description)),
         ]
         if !tags.isEmpty { members.append(("tags", .array(tags.map(JSON.string)))) }
@@ -652,11 +682,12 @@ extension Case {
         members.append(("inputs", .object(inputs.map { ($0.name, $0.tensor.json) })))
         if let labels { members.append(("labels", ints(labels))) }
         if let upstream { members.append(("upstream", upstream.json)) }
+        if let tangents { members.append(("tangents", .object(tangents.map { ($0.name, $0.tensor.json) }))) }
         if let expected {
             members.append(("expected", .object([
                 ("outputs", .object(expected.outputs.map { ($0.name, $0.tensor.json) })),
                 ("gradients", .object(expected.gradients.map { ($0.name, $0.tensor.json) })),
-            ])))
+            ] + (tangents == nil ? [] : [("jvp", .object(expected.jvp.map { ($0.name, $0.tensor.json) }))]))))
         }
         return .object(members)
     }

@@ -63,6 +63,7 @@ public struct Catalogue: Sendable {
         probes()
         certifiedEdges()
         architectureLayers()
+        forwardModeVectors()
         networkVectors()
     }
 
@@ -99,6 +100,12 @@ public struct Catalogue: Sendable {
     }
 
     // MARK: - Building blocks
+
+    /// Appends cases built from others (the forward-mode twins).
+    mutating func append(_ more: [Case]) {
+        for c in more { precondition(!cases.contains { $0.id == c.id }, "duplicate case id \(c.id)") }
+        cases += more
+    }
 
     /// A generator seeded from the case id (FNV-1a of its bytes).
     static func random(for id: String) -> SeededRandom {

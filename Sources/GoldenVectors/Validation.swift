@@ -6,9 +6,12 @@ import Foundation
 public struct EngineResult: Sendable {
     public var outputs: [NamedTensor]
     public var gradients: [NamedTensor]
-    public init(outputs: [NamedTensor], gradients: [NamedTensor] = []) {
+    /// The engine's JVP along the case's tangents (a `cnnref-case-2` case; `jvp` in a results file).
+    public var jvp: [NamedTensor]
+    public init(outputs: [NamedTensor], gradients: [NamedTensor] = [], jvp: [NamedTensor] = []) {
         self.outputs = outputs
         self.gradients = gradients
+        self.jvp = jvp
     }
 
     /// The result checked against the golden case's tensors, as a results file is: every
@@ -17,7 +20,8 @@ public struct EngineResult: Sendable {
     public func checked(against golden: Expected, path: String) throws(CaseError) -> EngineResult {
         EngineResult(
             outputs: try CaseFormat.conform(outputs, like: golden.outputs, path: "\(path).outputs"),
-            gradients: try CaseFormat.conform(gradients, like: golden.gradients, path: "\(path).gradients"))
+            gradients: try CaseFormat.conform(gradients, like: golden.gradients, path: "\(path).gradients"),
+            jvp: try CaseFormat.conform(jvp, like: golden.jvp, path: "\(path).jvp"))
     }
 }
 
@@ -111,11 +115,11 @@ public struct ResultsFile: Sendable {
             guard case .object(let sections) = value else { throw CaseError("results.\(id)", "expected an object with outputs and gradients") }
             var result = EngineResult(outputs: [], gradients: [])
             for (section, content) in sections {
-                guard section == "outputs" || section == "gradients" else {
-                    throw CaseError("results.\(id).\(section)", "unknown field; expected outputs, gradients")
+                guard section == "outputs" || section == "gradients" || section == "jvp" else {
+                    throw CaseError("results.\(id).\(section)", "unknown field; expected outputs, gradients, jvp")
                 }
                 guard case .object(let tensors) = content else { throw CaseError("results.\(id).\(section)", "expected an object of tensors") }
-                let reference = section == "outputs" ? golden.outputs : golden.gradients
+                let reference = section == "outputs" ? golden.outputs : section == "gradients" ? golden.gradients : golden.jvp
                 for (name, t) in tensors {
                     let path = "results.\(id).\(section).\(name)"
                     guard reference.contains(where: { $0.name == name }) else {
@@ -123,7 +127,11 @@ public struct ResultsFile: Sendable {
                     }
                     var budget = ByteBudget(limit: maxBytes)
                     let tensor = try decoder.decodeTensor(t, path: path, budget: &budget)
-                    if section == "outputs" { result.outputs.append(NamedTensor(name, tensor)) } else { result.gradients.append(NamedTensor(name, tensor)) }
+                    switch section {
+                    case "outputs": result.outputs.append(NamedTensor(name, tensor))
+                    case "gradients": result.gradients.append(NamedTensor(name, tensor))
+                    default: result.jvp.append(NamedTensor(name, tensor))
+                    }
                 }
             }
             // The same check a Swift engine's result gets (names, shapes).
@@ -149,10 +157,29 @@ public enum Validator {
         public init() {}
         mutating func scales(_ c: Case, _ golden: Expected) -> Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError> {
             if let s = stored[c.id] { return s }
+            if c.id.hasSuffix("#jvp") { return .failure(CaseError("", "not a case id")) }
             let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
             do { s = .success(try ErrorModel.scales(c, golden: golden)) } catch { s = .failure(CaseError("", "\(error)")) }
             stored[c.id] = s
             return s
+        }
+
+        /// The scale of the JVP of `c` (a `cnnref-case-2` case): its equivalent case's output or
+        /// input gradient scale.
+        mutating func jvpScale(_ c: Case) -> Result<ErrorScale, CaseError> {
+            let key = "\(c.id)#jvp"
+            if let s = stored[key] { return s.map(\.output) }
+            let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
+            do {
+                let layer = try LayerRegistry.makeLayer(c)
+                guard let tangents = c.tangents else { throw CaseError("tangents", "missing") }
+                let (e, reading) = try ForwardMode.equivalent(c, layer: layer, tangents: tangents)
+                let evaluated = try e.evaluated()
+                let scales = try ErrorModel.scales(evaluated, golden: evaluated.expected!)
+                s = .success((reading == .output ? scales.output : scales.gradients[0], [], []))
+            } catch { s = .failure(CaseError("", "\(error)")) }
+            stored[key] = s
+            return s.map(\.output)
         }
     }
 
@@ -198,15 +225,17 @@ public enum Validator {
     /// hold exactly, or a golden value beyond its output format's range), or nil.
     public static func inapplicability(_ c: Case, _ precision: Precision) -> String? {
         let format = precision.inputFormat
-        for t in c.inputs + (c.upstream.map { [NamedTensor("upstream", $0)] } ?? []) {
-            if let i = t.tensor.scalars.firstIndex(where: { !format.represents($0) }) {
-                let v = t.tensor[i]
-                return "\(t.name == "upstream" ? "upstream" : "inputs.\(t.name)")\(t.tensor.index(ofFlat: i)) = \(v) is not exact in \(format.name) (it rounds to \(format.rounded(v)))"
+        let named = c.inputs.map { ("inputs.\($0.name)", $0.tensor) } + (c.upstream.map { [("upstream", $0)] } ?? [])
+            + (c.tangents ?? []).map { ("tangents.\($0.name)", $0.tensor) }
+        for (path, t) in named {
+            if let i = t.scalars.firstIndex(where: { !format.represents($0) }) {
+                let v = t[i]
+                return "\(path)\(t.index(ofFlat: i)) = \(v) is not exact in \(format.name) (it rounds to \(format.rounded(v)))"
             }
         }
         guard let golden = c.expected else { return nil }
         let out = precision.outputFormat
-        for (section, tensors) in [("outputs", golden.outputs), ("gradients", golden.gradients)] {
+        for (section, tensors) in [("outputs", golden.outputs), ("gradients", golden.gradients), ("jvp", golden.jvp)] {
             for t in tensors {
                 if let i = t.tensor.scalars.firstIndex(where: { $0.isFinite && !out.rounded($0).isFinite }) {
                     return "\(section).\(t.name)\(t.tensor.index(ofFlat: i)) = \(t.tensor[i]) exceeds the \(out.name) range (largest \(out.greatestFinite))"
@@ -237,11 +266,20 @@ public enum Validator {
         case .failure(let error): return CaseVerdict(id: c.id, status: .skipped, reason: "\(error)")
         }
         var verdict = CaseVerdict(id: c.id, status: .passed)
-        let sections: [(String, [NamedTensor], [NamedTensor], [ErrorScale])] = [
+        var sections: [(String, [NamedTensor], [NamedTensor], [ErrorScale])] = [
             ("outputs", golden.outputs, result.outputs, [scales.output] + scales.auxiliary),
             ("gradients", golden.gradients, result.gradients, scales.gradients),
         ]
+        if !golden.jvp.isEmpty {
+            // The JVP's bound is its equivalent case's (ForwardMode): the output, or the input gradient.
+            switch cache.jvpScale(c) {
+            case .success(let s): sections.append(("jvp", golden.jvp, result.jvp, [s]))
+            case .failure(let error): return CaseVerdict(id: c.id, status: .skipped, reason: "the JVP's bound: \(error)")
+            }
+        }
         for (section, expected, got, scale) in sections {
+            // A forward-mode case's gradients are its cnnref-case-1 twin's, judged there: optional here.
+            if section == "gradients", c.tangents != nil, got.isEmpty { continue }
             for (k, e) in expected.enumerated() {
                 guard let g = got.first(where: { $0.name == e.name }) else {
                     verdict.tensors.append(TensorVerdict(name: "\(section).\(e.name)", status: .skipped, worst: nil, detail: "not in the results"))

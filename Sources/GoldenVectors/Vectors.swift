@@ -26,21 +26,34 @@ public enum Manifest {
     public static let schema = "cnnref-manifest-1"
     public static let fileName = "manifest.json"
 
-    /// The manifest of `entries`: cases under `cases`, network vectors (layer `network`)
-    /// under `networks`, a separate list so that a reader of `cases` sees only
-    /// `cnnref-case-1` files, as before networks existed.
+    /// Forward-mode cases (`cnnref-case-2`) have ids under this prefix.
+    public static let forwardModePrefix = "jvp/"
+
+    /// The manifest of `entries`: cases under `cases`, forward-mode cases (`jvp/…`,
+    /// `cnnref-case-2`) under `jvp_cases` and network vectors (layer `network`) under
+    /// `networks`: separate lists, so that a reader of `cases` sees only `cnnref-case-1`
+    /// files, as before either existed.
     public static func json(_ entries: [ManifestEntry]) -> JSON {
-        let cases = entries.filter { $0.layer != Network.id }, networks = entries.filter { $0.layer == Network.id }
+        let networks = entries.filter { $0.layer == Network.id }
+        let forward = entries.filter { $0.layer != Network.id && $0.id.hasPrefix(forwardModePrefix) }
+        let cases = entries.filter { $0.layer != Network.id && !$0.id.hasPrefix(forwardModePrefix) }
+        func list(_ entries: [ManifestEntry]) -> JSON {
+            .array(entries.map { e in
+                .object([("id", .string(e.id)), ("layer", .string(e.layer)), ("path", .string(e.path)),
+                         ("tags", .array(e.tags.map(JSON.string))), ("sha256", .string(e.sha256))]
+                        + (e.worstUlp.map { [("worst_ulp", JSON.number(String(format: "%.3f", $0)))] } ?? []))
+            })
+        }
         var members: [(String, JSON)] = [
             ("schema", .string(schema)),
             ("case_schema", .string(CaseFormat.schema)),
             ("generator", .string(generatorVersion)),
-            ("cases", .array(cases.map { e in
-                .object([("id", .string(e.id)), ("layer", .string(e.layer)), ("path", .string(e.path)),
-                         ("tags", .array(e.tags.map(JSON.string))), ("sha256", .string(e.sha256))]
-                        + (e.worstUlp.map { [("worst_ulp", JSON.number(String(format: "%.3f", $0)))] } ?? []))
-            })),
+            ("cases", list(cases)),
         ]
+        if !forward.isEmpty {
+            members.append(("jvp_case_schema", .string(ForwardMode.schema)))
+            members.append(("jvp_cases", list(forward)))
+        }
         if !networks.isEmpty {
             members.append(("network_schema", .string(NetworkFormat.schema)))
             members.append(("networks", .array(networks.map { e in
@@ -75,10 +88,15 @@ public enum Manifest {
             throw CaseError("schema", "expected \"\(schema)\", found \(json["schema"].map { "\($0)" } ?? "nothing")")
         }
         guard case .array(let items)? = json["cases"] else { throw CaseError("cases", "expected an array of cases") }
+        var listed: [(String, Int, JSON)] = items.enumerated().map { ("cases", $0, $1) }
+        if let forward = json["jvp_cases"] {   // absent before issue 11's forward-mode vectors
+            guard case .array(let more) = forward else { throw CaseError("jvp_cases", "expected an array of cases") }
+            listed += more.enumerated().map { ("jvp_cases", $0, $1) }
+        }
         var out: [ManifestEntry] = []
-        for (k, item) in items.enumerated() {
+        for (list, k, item) in listed {
             func field(_ name: String) throws -> String {
-                guard case .string(let v)? = item[name] else { throw CaseError("cases[\(k)].\(name)", "expected a string") }
+                guard case .string(let v)? = item[name] else { throw CaseError("\(list)[\(k)].\(name)", "expected a string") }
                 return v
             }
             var tags: [String] = []
@@ -125,8 +143,8 @@ public enum Generator {
     public static func write(to directory: URL, catalogue: Catalogue = Catalogue()) throws -> [ManifestEntry] {
         let fm = FileManager.default
         let rendered = render(catalogue)
-        for layer in Set(rendered.map(\.0.layer)) {
-            let folder = directory.appendingPathComponent(layer == Network.id ? "networks" : layer)
+        for path in Set(rendered.map { ($0.0.path as NSString).deletingLastPathComponent }) {
+            let folder = directory.appendingPathComponent(path)
             if fm.fileExists(atPath: folder.path) { try fm.removeItem(at: folder) }
             try fm.createDirectory(at: folder, withIntermediateDirectories: true)
         }

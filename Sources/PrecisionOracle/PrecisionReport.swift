@@ -73,3 +73,53 @@ extension Oracle {
         return zip(values, t).map { ulpError($0, $1) }
     }
 }
+
+extension Oracle {
+    /// The values of a forward-mode case's `expected.jvp` (`cnnref-case-2`) that are not the
+    /// exact JVP rounded once, checked at `elements` output positions (the first, the last and
+    /// seeded others; every position when the output is that small). The JVP is taken from its
+    /// definition through the oracle's own backward pass: ẏ_k = Σ over the tensors with a
+    /// gradient of ⟨Jᵀe_k, tangent⟩, with Jᵀe_k the oracle's gradients for the one-hot
+    /// upstream e_k — nothing of `ForwardMode`'s equivalent cases.
+    public static func jvpViolations(_ c: Case, elements: Int = 6) -> (checked: Int, violations: [ValueError]) {
+        guard let tangents = c.tangents, let golden = c.expected?.jvp.first?.tensor else { return (0, []) }
+        let n = golden.count
+        var positions = n <= elements ? Array(0..<n) : [0, n - 1]
+        var state = UInt64(n)   // deterministic: seeded by the size
+        while positions.count < min(n, elements) {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let k = Int((state >> 33) % UInt64(n))
+            if !positions.contains(k) { positions.append(k) }
+        }
+        // Products of a gradient (itself a product of up to two of the case's doubles, or a
+        // 1,024-bit transcendental value) and a tangent, summed exactly: the case's bits for
+        // three factors, again for the tangents, and a margin.
+        var withTangents = c
+        withTangents.inputs += tangents.map { NamedTensor("tangent.\($0.name)", $0.tensor) }
+        let precision = bits(withTangents) * 2 + 256
+        var violations: [ValueError] = []
+        for k in positions {
+            var probe = c
+            probe.tangents = nil
+            probe.expected = nil
+            var e = [Double](repeating: 0, count: n)
+            e[k] = 1
+            probe.upstream = Tensor(shape: golden.shape, scalars: e)
+            let truth = evaluate(probe).gradients
+            let exact: BigFloat = BigFloat.$bits.withValue(precision) {
+                let sum = BigFloat(0)
+                for t in tangents {
+                    guard let g = truth.first(where: { $0.0 == t.name })?.1 else { continue }
+                    for (gi, ti) in zip(g, t.tensor.scalars) { sum.addProduct(gi, BigFloat(ti)) }
+                }
+                return sum
+            }
+            // An exact zero has no sign: the golden's is the forward pass's (x·0 = −0 for x < 0).
+            if !isCorrectlyRounded(golden[k], exact) && !(golden[k] == 0 && exact.sign == 0) {
+                violations.append(ValueError(caseID: c.id, tensor: "expected.jvp", index: golden.index(ofFlat: k), ours: golden[k],
+                                             truth: exact.double, ulps: ulpError(golden[k], exact), correctlyRounded: false))
+            }
+        }
+        return (positions.count, violations)
+    }
+}

@@ -163,7 +163,7 @@ import Testing
     @Test func standardInputIsNamed() throws {
         let result = try run(["evaluate", "-"], input: "{\"schema\": \"x\"}")
         #expect(result.status == 2)
-        #expect(result.stderr == "cnnref: <stdin>: schema: expected \"cnnref-case-1\", found \"x\"\n")
+        #expect(result.stderr == "cnnref: <stdin>: schema: expected \"cnnref-case-1\" (or \"cnnref-case-2\", with tangents), found \"x\"\n")
     }
 }
 
@@ -234,7 +234,7 @@ import Testing
         let junit = path + ".xml"
         let result = try run(["validate", path, "--junit", junit])
         #expect(result.status == 0, "\(result.stderr)")
-        let total = try committedCaseCount(), networks = try committedCount("networks")
+        let total = try committedCaseCount() + committedCount("jvp_cases"), networks = try committedCount("networks")
         // Outputs only: forward only, counted as partial, never as passed; the network vectors,
         // not in the results, are skipped.
         #expect(result.stdout.hasSuffix("0 passed, 0 failed, \(total - 1) skipped, 0 not applicable, 1 partial; networks: 0 passed, 0 failed, \(networks) skipped, 0 not applicable, 0 partial\n"))
@@ -287,7 +287,7 @@ import Testing
         for p in processes { try p.run() }
         for p in processes { p.waitUntilExit(); #expect(p.terminationStatus == 0) }
         let files = try FileManager.default.subpathsOfDirectory(atPath: dirs[0]).filter { $0.hasSuffix(".json") }.sorted()
-        #expect(files.count == (try committedCaseCount()) + (try committedCount("networks")) + 1)   // the cases, the network vectors and the manifest
+        #expect(files.count == (try committedCaseCount()) + (try committedCount("jvp_cases")) + (try committedCount("networks")) + 1)   // the cases, the forward-mode cases, the network vectors and the manifest
         for f in files {
             #expect(FileManager.default.contents(atPath: dirs[0] + "/" + f) == FileManager.default.contents(atPath: dirs[1] + "/" + f), "\(f) differs")
         }

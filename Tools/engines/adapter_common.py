@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import numpy as np  # noqa: E402
 
-from cnnref_vectors import iter_cases, iter_networks, write_results  # noqa: E402
+from cnnref_vectors import iter_cases, iter_jvp_cases, iter_networks, write_results  # noqa: E402
 
 LOSSES = {"softmax_cross_entropy", "multiclass_hinge"}
 NO_GRADIENTS = "no_gradients"
@@ -78,6 +78,7 @@ class Precision:
     def not_representable(self, case):
         """Why the case's inputs do not fit the format (the first element that rounds), or None."""
         tensors = [(f"inputs.{name}", t) for name, t in case["inputs"].items()]
+        tensors += [(f"tangents.{name}", t) for name, t in case.get("tangents", {}).items()]
         if "upstream" in case:
             tensors.append(("upstream", case["upstream"]))
         for where, t in tensors:
@@ -212,7 +213,7 @@ class PoolGeometry:
 NETWORK_PRECISIONS = ("float64", "float32")
 
 
-def main(engine, run_case, description, unsupported_precisions=None, enter_precision=None, networks=None):
+def main(engine, run_case, description, unsupported_precisions=None, enter_precision=None, networks=None, jvp=None):
     """Parses --vectors/--precision/--output, runs every case, writes the results file.
 
     `engine` is the engine's name and version for the results file. `unsupported_precisions` maps
@@ -223,6 +224,11 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
     on a case is recorded in "unsupported" as "engine error: ..." and reported on standard error;
     the run still writes every other case. Exit status 0 unless the vectors or the output file
     cannot be read or written.
+
+    `jvp`, when given, is jvp(case, precision) -> (output, JVP): a forward-mode case's output
+    and its JVP along the case's "tangents" (cnnref-case-2, the manifest's "jvp_cases"), written
+    as the block's "outputs" and "jvp" (no gradients: those are judged in the cnnref-case-1
+    case); without it those cases are listed as unsupported.
 
     `networks`, when given, is (run_network, layers): run_network(net, dtype, layers) returns a
     network's block (adapter_networks.py). Every network vector then runs too, at float64 and
@@ -255,10 +261,14 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
     errors = not_representable = 0
     try:
         cases = list(iter_cases(args.vectors))
+        jvp_cases = list(iter_jvp_cases(args.vectors))
     except (OSError, ValueError) as error:
         sys.exit(f"{program}: cannot read the vectors: {error}")
-    for case in [] if networks and args.networks_only else cases:
+    for case in [] if networks and args.networks_only else cases + jvp_cases:
         case_id = case["id"]
+        if "tangents" in case and jvp is None:
+            unsupported[case_id] = "forward mode: this adapter computes no JVPs"
+            continue
         if args.case and case_id not in args.case:
             continue
         why = precision.not_representable(case) if precision.checks_inputs else None
@@ -267,7 +277,12 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
             not_representable += 1
             continue
         try:
-            block = run_case(case, precision)
+            if "tangents" in case:
+                # The first-order values of a forward-mode case are its cnnref-case-1 twin's.
+                y, jv = jvp(case, precision)
+                block = {"outputs": {output_name(case["layer"]): y}, "jvp": {output_name(case["layer"]): jv}}
+            else:
+                block = run_case(case, precision)
         except Unsupported as why:
             unsupported[case_id] = str(why)
             continue

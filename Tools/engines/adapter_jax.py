@@ -259,6 +259,25 @@ def run_case(case, precision):
     return block
 
 
+def run_jvp(case, precision):
+    """The output and jax.jvp of the layer's function along the case's tangents (every tensor with a gradient)."""
+    layer, dtype = case["layer"], precision.dtype
+    names = list(case["inputs"])
+    keep = differentiable(case)
+    arrays = {n: jnp.asarray(case["inputs"][n].numpy(dtype)) for n in names}
+
+    def f(*args):
+        y = LAYERS[layer](case, dict(arrays, **dict(zip(keep, args))))
+        return y[0] if isinstance(y, tuple) else y
+
+    tangents = tuple(jnp.asarray(case["tangents"][n].numpy(dtype)) for n in keep)
+    try:
+        y, jv = jax.jvp(f, tuple(arrays[n] for n in keep), tangents)
+    except NotImplementedError as error:
+        raise Unsupported(f"JAX: {str(error).strip().splitlines()[0]}") from None
+    return np.asarray(y), np.asarray(jv)
+
+
 def enter_precision(precision):
     # JAX's TF32 switch is the default matmul precision, honoured by every dot and convolution
     # that passes no precision. The explicit algorithm lax.DotAlgorithmPreset.TF32_TF32_F32 is
@@ -275,4 +294,4 @@ def enter_precision(precision):
 if __name__ == "__main__":
     from adapter_networks import run_jax
     main(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, {jax.default_backend()})", run_case,
-         "Runs the CNNReference golden vectors through JAX.", enter_precision=enter_precision, networks=(run_jax, LAYERS))
+         "Runs the CNNReference golden vectors through JAX.", enter_precision=enter_precision, networks=(run_jax, LAYERS), jvp=run_jvp)

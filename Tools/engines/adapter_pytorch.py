@@ -233,6 +233,25 @@ def run_case(case, precision):
     return block
 
 
+def run_jvp(case, precision):
+    """The output and torch.func.jvp of the layer's function along the case's tangents (every tensor with a gradient)."""
+    layer = case["layer"]
+    names = differentiable(case)
+    leaves = {name: _tensor(case["inputs"][name].numpy(precision.host_dtype), precision) for name in case["inputs"]}
+
+    def f(*args):
+        y = LAYERS[layer](case, dict(leaves, **dict(zip(names, args))))
+        return y[0] if isinstance(y, tuple) else y
+
+    tangents = tuple(_tensor(case["tangents"][n].numpy(precision.host_dtype), precision) for n in names)
+    try:
+        y, jv = torch.func.jvp(f, tuple(leaves[n] for n in names), tangents)
+    except (RuntimeError, NotImplementedError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise Unsupported(f"PyTorch's forward AD: {message}") from None
+    return _results(y), _results(jv)
+
+
 def enter_precision(precision):
     # TF32 on CPU is oneDNN's fpmath mode, switched per operation family: matrix products and
     # convolutions. (torch.set_float32_matmul_precision("high") sets only the matmul one.) torch
@@ -256,4 +275,4 @@ def enter_precision(precision):
 if __name__ == "__main__":
     from adapter_networks import run_pytorch
     main(f"pytorch {torch.__version__}", run_case, "Runs the CNNReference golden vectors through PyTorch.",
-         enter_precision=enter_precision, networks=(run_pytorch, LAYERS))
+         enter_precision=enter_precision, networks=(run_pytorch, LAYERS), jvp=run_jvp)

@@ -24,6 +24,7 @@ import os
 import sys
 
 CASE_SCHEMA = "cnnref-case-1"
+JVP_CASE_SCHEMA = "cnnref-case-2"
 NETWORK_SCHEMA = "cnnref-network-1"
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -103,9 +104,10 @@ class Tensor:
 
 
 def parse_case(obj, where="case"):
-    """A decoded case dict with every tensor (inputs, upstream, expected) turned into a Tensor."""
-    if obj.get("schema") != CASE_SCHEMA:
-        raise ValueError(f"{where}: schema is {obj.get('schema')!r}, expected {CASE_SCHEMA!r}")
+    """A decoded case dict with every tensor (inputs, upstream, expected) turned into a Tensor.
+    A forward-mode case (cnnref-case-2) also has "tangents" and expected "jvp"."""
+    if obj.get("schema") not in (CASE_SCHEMA, JVP_CASE_SCHEMA):
+        raise ValueError(f"{where}: schema is {obj.get('schema')!r}, expected {CASE_SCHEMA!r} (or {JVP_CASE_SCHEMA!r})")
     for field in ("id", "layer", "inputs"):
         if field not in obj:
             raise ValueError(f"{where}: missing required field {field!r}")
@@ -113,11 +115,15 @@ def parse_case(obj, where="case"):
     case["inputs"] = {name: Tensor.from_json(t, f"{where}: inputs.{name}") for name, t in obj["inputs"].items()}
     if "upstream" in obj:
         case["upstream"] = Tensor.from_json(obj["upstream"], f"{where}: upstream")
+    if obj.get("schema") == JVP_CASE_SCHEMA:
+        if "tangents" not in obj:
+            raise ValueError(f"{where}: missing required field 'tangents' (a {JVP_CASE_SCHEMA} case)")
+        case["tangents"] = {name: Tensor.from_json(t, f"{where}: tangents.{name}") for name, t in obj["tangents"].items()}
     if "expected" in obj:
         case["expected"] = {
             block: {name: Tensor.from_json(t, f"{where}: expected.{block}.{name}")
                     for name, t in obj["expected"].get(block, {}).items()}
-            for block in ("outputs", "gradients")
+            for block in ("outputs", "gradients", "jvp") if block != "jvp" or "tangents" in case
         }
     case.setdefault("config", {})
     case.setdefault("tags", [])
@@ -131,7 +137,14 @@ def load_case(path):
     return parse_case(json.loads(raw), where=str(path))
 
 
-def iter_cases(vectors_dir, verify=True):
+def iter_jvp_cases(vectors_dir, verify=True):
+    """Yields every forward-mode case (cnnref-case-2, the manifest's "jvp_cases"; none in a
+    manifest older than them), checked as iter_cases checks."""
+    if os.path.exists(os.path.join(vectors_dir, "manifest.json")):
+        yield from iter_cases(vectors_dir, verify, listed="jvp_cases")
+
+
+def iter_cases(vectors_dir, verify=True, listed="cases"):
     """Yields every case under vectors_dir.
 
     With a manifest.json, in its order; each file's sha256 is checked against the manifest when
@@ -142,7 +155,7 @@ def iter_cases(vectors_dir, verify=True):
     if os.path.exists(manifest_path):
         with open(manifest_path, encoding="utf-8") as f:
             manifest = json.load(f)
-        for entry in manifest["cases"]:
+        for entry in manifest.get(listed, []) if listed != "cases" else manifest["cases"]:
             path = os.path.join(vectors_dir, entry["path"])
             with open(path, "rb") as f:
                 raw = f.read()
@@ -298,7 +311,15 @@ def _self_test(vectors_dir=None):
                       if name not in ("running_mean", "running_var", "mask")]
             assert list(net["expected"]["gradients"]) == [net["input"].get("name", "x")] + params, net["id"]
             networks += 1
-    print(f"cnnref_vectors self-test passed ({count} cases, {networks} network vectors loaded)")
+    jvp = 0
+    if vectors_dir:
+        for case in iter_jvp_cases(vectors_dir):
+            # A tangent for every tensor with a gradient; the JVP has the output's shape.
+            assert list(case["tangents"]) == list(case["expected"]["gradients"]), case["id"]
+            first = next(iter(case["expected"]["outputs"].values()))
+            assert [t.shape for t in case["expected"]["jvp"].values()] == [first.shape], case["id"]
+            jvp += 1
+    print(f"cnnref_vectors self-test passed ({count} cases, {jvp} forward-mode cases, {networks} network vectors loaded)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+/// Golden forward-mode values (issue 11): a `cnnref-case-2` case carries `tangents`, one per
+/// tensor with a gradient (the data input, then the parameters, as `expected.gradients`), and
+/// `expected.jvp`, the directional derivative of the output along them,
+/// d/dt forward(x + t·ẋ; θ + t·θ̇) at t = 0, correctly rounded.
+///
+/// Each JVP is, exactly in real arithmetic, a value the catalogue already computes correctly
+/// rounded — the output or the input gradient of an **equivalent case** of a layer:
+/// - conv2d and linear are bilinear: ẏ = conv(ẋ; W) + conv(x; Ẇ) + ḃ is one convolution of the
+///   input [ẋ, x] (stacked on the channels of each group, on the features for linear) with the
+///   weight [W, Ẇ] and the bias ḃ, so one correctly rounded sum of products;
+/// - avgpool2d, adaptive_avgpool2d, flatten, dropout (the mask fixed), add and concat are linear
+///   in their data inputs: ẏ = forward(ẋ);
+/// - the elementwise layers relu, leaky_relu, sigmoid, tanh and elu, and softmax, have a
+///   symmetric Jacobian: ẏ = J·ẋ = Jᵀ·ẋ, the backward pass with the tangent as upstream (at a
+///   kink, the derivative of the piece the backward pass pins).
+/// The same equivalent case gives `validate` its bound for an engine's JVP.
+public enum ForwardMode {
+    public static let schema = "cnnref-case-2"
+
+    /// Which of the equivalent case's tensors is the JVP.
+    public enum Reading: Sendable { case output, inputGradient }
+
+    /// The layers with golden JVPs.
+    public static let layers = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat",
+                                "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softmax"]
+
+    /// The equivalent case of `c` (a case of `layer`, built) along `tangents` (in the layer's
+    /// gradient order), and which of its tensors is the JVP.
+    public static func equivalent(_ c: Case, layer: any Layer, tangents t: [NamedTensor]) throws(CaseError) -> (Case, Reading) {
+        let x = c.input(layer.inputName)!
+        func named(_ inputs: [NamedTensor]) -> Case {
+            Case(id: "\(c.id)#jvp", layer: c.layer, config: c.config, inputs: inputs, labels: c.labels, upstream: c.upstream)
+        }
+        switch layer {
+        case let conv as Conv2D:
+            // Group k reads channels [k·C/g, (k+1)·C/g): its stacked input is those of ẋ then those of x.
+            let (n, channels) = (x.shape[0], x.shape[1]), plane = x.shape[2] * x.shape[3], perGroup = channels / conv.groups
+            var xs = [Double]()
+            xs.reserveCapacity(2 * x.count)
+            for b in 0..<n {
+                for g in 0..<conv.groups {
+                    for source in [t[0].tensor, x] {
+                        let start = (b * channels + g * perGroup) * plane
+                        xs += source.scalars[start..<(start + perGroup * plane)]
+                    }
+                }
+            }
+            let w = conv.weight, tw = t[1].tensor, per = w.count / w.shape[0]
+            var ws = [Double]()
+            for o in 0..<w.shape[0] {
+                ws += w.scalars[(o * per)..<((o + 1) * per)]
+                ws += tw.scalars[(o * per)..<((o + 1) * per)]
+            }
+            var inputs = [NamedTensor("x", Tensor(shape: [n, 2 * channels] + x.shape[2...], scalars: xs)),
+                          NamedTensor("weight", Tensor(shape: [w.shape[0], 2 * w.shape[1]] + w.shape[2...], scalars: ws))]
+            if conv.bias != nil { inputs.append(NamedTensor("bias", t[2].tensor)) }
+            return (named(inputs), .output)
+        case let linear as Linear:
+            let (n, d) = (x.shape[0], x.shape[1]), w = linear.parameters[0].tensor, m = w.shape[0]
+            // Row r of [a, b]: a's row r, then b's.
+            func rows(_ a: [Double], _ b: [Double], _ count: Int) -> [Double] {
+                var out = [Double]()
+                out.reserveCapacity(2 * count * d)
+                for r in 0..<count {
+                    let range = (r * d)..<((r + 1) * d)
+                    out += a[range]
+                    out += b[range]
+                }
+                return out
+            }
+            let xs = rows(t[0].tensor.scalars, x.scalars, n), ws = rows(w.scalars, t[1].tensor.scalars, m)
+            return (named([NamedTensor("x", Tensor(shape: [n, 2 * d], scalars: xs)), NamedTensor("weight", Tensor(shape: [m, 2 * d], scalars: ws)),
+                           NamedTensor("bias", t[2].tensor)]), .output)
+        case is AvgPool2D, is AdaptiveAvgPool2D, is Flatten, is Dropout, is Add, is Concat:
+            // Linear in the data inputs: every tensor with a gradient replaced by its tangent (buffers kept).
+            return (named(c.inputs.map { input in t.first { $0.name == input.name } ?? input }), .output)
+        case is ReLU, is LeakyReLU, is Sigmoid, is Tanh, is ELU, is Softmax:
+            var e = named(c.inputs)
+            e.upstream = t[0].tensor
+            return (e, .inputGradient)
+        default:
+            throw CaseError("tangents", "no golden forward-mode values for \(c.layer) yet; layers with them: \(layers.joined(separator: ", "))")
+        }
+    }
+
+    /// The correctly rounded JVP of `c` along `tangents`.
+    public static func jvp(_ c: Case, layer: any Layer, tangents: [NamedTensor]) throws(CaseError) -> Tensor {
+        let (e, reading) = try equivalent(c, layer: layer, tangents: tangents)
+        let expected = try e.evaluated().expected!
+        return reading == .output ? expected.outputs[0].tensor : expected.gradients[0].tensor
+    }
+
+    /// `tangents` checked against the layer's gradient layout: every name, once, with its shape.
+    static func conform(_ tangents: [NamedTensor], _ layer: any Layer, input: [Int], output: [Int]) throws(CaseError) -> [NamedTensor] {
+        try CaseFormat.conform(tangents, to: CaseFormat.expectedLayout(layer, input: input, output: output).gradients, path: "tangents", complete: true)
+    }
+}

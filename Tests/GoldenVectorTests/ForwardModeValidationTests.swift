@@ -1,0 +1,142 @@
+import CNNReference
+import Foundation
+import GoldenVectors
+import Testing
+
+/// `cnnref validate` on forward-mode vectors (`jvp/…`): an engine's JVP judged under the bound
+/// of its equivalent case (ForwardMode). The engines here compute the JVP another way: the
+/// layers' own `jvp` (SecondOrder: conv(ẋ; W) and conv(x; Ẇ) summed as two values, double-double
+/// elementwise derivatives), optionally stored in a narrower format.
+@Suite struct ForwardModeValidationTests {
+    static let twins: [Case] = try! VectorSet.loadAll(vectors).cases.filter { $0.tangents != nil }
+
+    /// The engine's result for a twin: the golden outputs and gradients, and `jvp` from `compute`.
+    static func result(_ c: Case, _ compute: (Case) throws -> Tensor?) rethrows -> EngineResult? {
+        guard let e = c.expected, let j = try compute(c) else { return nil }
+        return EngineResult(outputs: e.outputs, gradients: e.gradients, jvp: [NamedTensor(e.jvp[0].name, j)])
+    }
+
+    static func layersJVP(_ c: Case) throws -> Tensor? {
+        let layer = try LayerRegistry.makeLayer(c)
+        guard let s = layer as? any SecondOrder, let t = c.tangents else { return nil }
+        let x = c.input(layer.inputName)!
+        return s.jvp(x, tangents: Gradients(input: t[0].tensor, parameters: t.dropFirst().map(\.tensor)))
+    }
+
+    static func verdict(_ c: Case, _ r: EngineResult?, _ p: Precision) -> CaseVerdict {
+        Validator.validate(engine: "test", precision: p, cases: [c], results: r.map { [c.id: $0] } ?? [:]).cases[0]
+    }
+
+    @Test func theGoldenJVPsPassWithTheJVPJudged() throws {
+        #expect(Self.twins.count >= 100)
+        for c in Self.twins {
+            let v = Self.verdict(c, try Self.result(c) { $0.expected!.jvp[0].tensor }, .float64)
+            #expect(v.status == .passed && v.tensors.contains { $0.name == "jvp.y" && $0.status == .passed }, "\(c.id): \(v.reason)")
+        }
+    }
+
+    /// Another float64 JVP (the layers' own, rounded more than once) passes float64: the bound
+    /// is not the golden's own rounding.
+    @Test func theLayersOwnJVPPassesFloat64() throws {
+        for c in Self.twins {
+            let v = Self.verdict(c, try Self.result(c, Self.layersJVP), .float64)
+            #expect(v.status == .passed, "\(c.id): \(v.tensors.filter { $0.status == .failed }.map { "\($0.name) \($0.ratio)" })")
+        }
+    }
+
+    /// A JVP stored in float32 passes float32 and fails float64; stored in bfloat16 it fails
+    /// float32: the JVP's bound tells the precisions apart (where the stored JVP differs from
+    /// the golden above float64's underflow range).
+    @Test func storedJVPsTellPrecisionsApart() throws {
+        func bf16(_ v: Double) -> Double {
+            let f = Float(v), bits = f.bitPattern
+            let rounded = (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000
+            return f.isFinite ? Double(Float(bitPattern: rounded)) : Double(f)
+        }
+        var toldApart = 0, bfFailed = 0, f32Cases = 0
+        for c in Self.twins where c.tags.first == "exact-in-float32" {
+            f32Cases += 1
+            let j = c.expected!.jvp[0].tensor
+            let f32 = Tensor(shape: j.shape, scalars: j.scalars.map { Double(Float($0)) })
+            let r = try #require(try Self.result(c) { _ in f32 })
+            #expect(Self.verdict(c, r, .float32).status == .passed, "\(c.id) float32")
+            // Told apart where float32's rounding shows above float64's underflow range.
+            if zip(f32.scalars, j.scalars).contains(where: { $0 != $1 && $1.magnitude > 0x1p-1000 }) {
+                let v = Self.verdict(c, r, .float64)
+                // Far out on tanh and elu (|x| ≥ 20) the derivative is 1 − y² or αeˣ beside an
+                // upstream of order 1: the float64 bound is absolute there (an engine's 1 − y²
+                // cancels), so float32's rounding of a 1e-23 JVP is within it.
+                #expect(v.status == .failed || c.id.hasSuffix("range-20-745-f32"), "\(c.id): float32 JVP passed float64")
+                if v.status == .failed { toldApart += 1 }
+            }
+            let b = Tensor(shape: j.shape, scalars: j.scalars.map(bf16))
+            if b.scalars != f32.scalars, Self.verdict(c, try Self.result(c) { _ in b }, .float32).status == .failed { bfFailed += 1 }
+        }
+        #expect(toldApart > 0 && bfFailed >= f32Cases * 3 / 4, "\(toldApart) told apart, bfloat16 failed float32 on \(bfFailed) of \(f32Cases)")
+    }
+
+    /// Wrong JVPs fail at float64 and float32: a bilinear layer that leaves out the weight's
+    /// tangent (JVP in x alone), and one element off by a relative 1e-9 at float64.
+    @Test func wrongJVPsFail() throws {
+        for c in Self.twins where (c.layer == "conv2d" || c.layer == "linear") && c.tags.first != "exact-in-bfloat16" {
+            var noWeight = c
+            noWeight.tangents![1].tensor = Tensor(zeros: noWeight.tangents![1].tensor.shape)
+            let wrong = try Self.result(c) { _ in try Self.layersJVP(noWeight) }
+            let p: Precision = c.tags.first == "full-double" ? .float64 : .float32
+            #expect(Self.verdict(c, wrong, p).status == .failed, "\(c.id): a JVP without the weight's tangent passed \(p)")
+        }
+        for c in Self.twins where c.tags.first == "full-double" {
+            var j = c.expected!.jvp[0].tensor
+            guard let i = j.scalars.firstIndex(where: { $0.isFinite && $0.magnitude > 1e-3 }) else { continue }
+            j[i] *= 1 + 1e-9
+            let v = Self.verdict(c, try Self.result(c) { _ in j }, .float64)
+            #expect(v.status == .failed && v.tensors.first { $0.name == "jvp.y" }?.worst?.index == j.index(ofFlat: i), "\(c.id)")
+        }
+    }
+
+    /// A results file's `jvp` section: names checked like the other sections; missing, the
+    /// case is partial, never passed.
+    @Test func resultsFilesCarryTheJVP() throws {
+        let c = try #require(Self.twins.first { $0.layer == "relu" })
+        let cases = [c.id: c]
+        let jvp = c.expected!.jvp[0].tensor.json.formatted()
+        let ok = #"{"engine": "e", "precision": "float64", "results": {"\#(c.id)": {"jvp": {"y": \#(jvp)}}}}"#
+        let file = try ResultsFile.decode(ok, cases: cases)
+        #expect(file.results[c.id]?.jvp.count == 1)
+        let bad = #"{"engine": "e", "precision": "float64", "results": {"\#(c.id)": {"jvp": {"z": \#(jvp)}}}}"#
+        #expect(throws: CaseError.self) { _ = try ResultsFile.decode(bad, cases: cases) }
+        do { _ = try ResultsFile.decode(bad, cases: cases) } catch { #expect("\(error)".hasPrefix("results.\(c.id).jvp.z: unknown tensor"), "\(error)") }
+        let e = c.expected!
+        let forwardOnly = Self.verdict(c, EngineResult(outputs: e.outputs, gradients: e.gradients), .float64)
+        #expect(forwardOnly.status == .partial && forwardOnly.reason.contains("jvp.y"), "\(forwardOnly.reason)")
+        // What the adapters write: the output and the JVP (the gradients are the cnnref-case-1 case's).
+        let forwardMode = Self.verdict(c, EngineResult(outputs: e.outputs, jvp: e.jvp), .float64)
+        #expect(forwardMode.status == .passed, "\(forwardMode.reason)")
+    }
+
+    /// A forward-mode file that is wrong is refused naming the field: no tangents, a tangent of
+    /// the wrong shape or missing, a layer without golden JVPs.
+    @Test func badForwardModeCasesNameTheField() throws {
+        let c = try #require(Self.twins.first { $0.layer == "linear" })
+        func error(_ edit: (inout Case) -> Void) -> String {
+            var d = c
+            edit(&d)
+            do { _ = try CaseDecoder().decode(d.json); return "" } catch { return "\(error)" }
+        }
+        #expect(error { _ in } == "")
+        #expect(error { $0.tangents![1].tensor = Tensor(zeros: [1]) }.hasPrefix("tangents.weight.shape: expected"))
+        #expect(error { $0.tangents!.removeLast() }.hasPrefix("tangents.bias: missing"))
+        let lrn = try #require(try VectorSet.loadAll(vectors).cases.first { $0.layer == "lrn" })
+        var d = lrn
+        d.expected = nil
+        d.tangents = [NamedTensor("x", d.input("x")!)]
+        do { _ = try CaseDecoder().decode(d.json); Issue.record("an lrn case with tangents decoded") } catch {
+            #expect("\(error)".hasPrefix("tangents: no golden forward-mode values for lrn"), "\(error)")
+        }
+        var json = c.json
+        if case .object(var members) = json { members.removeAll { $0.0 == "tangents" }; json = .object(members) }
+        do { _ = try CaseDecoder().decode(json); Issue.record("a cnnref-case-2 case without tangents decoded") } catch {
+            #expect("\(error)".hasPrefix("tangents: missing required field"), "\(error)")
+        }
+    }
+}
