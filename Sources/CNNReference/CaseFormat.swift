@@ -48,6 +48,9 @@ public struct Expected: Equatable, Sendable {
     public var gradients: [NamedTensor]
     /// The JVP of the output along the case's `tangents` (`cnnref-case-2`; empty otherwise).
     public var jvp: [NamedTensor] = []
+    /// The double backward with the tangents as the cotangent w: ∂⟨w, Jᵀu⟩/∂(x, θ), in
+    /// `gradients` order (`cnnref-case-2` of a layer in `ForwardMode.doubleBackwardLayers`).
+    public var doubleBackward: [NamedTensor] = []
     public init(outputs: [NamedTensor], gradients: [NamedTensor]) {
         self.outputs = outputs
         self.gradients = gradients
@@ -99,6 +102,9 @@ public struct Case: Sendable {
                 gradients: try CaseFormat.conform(expected.gradients, to: layout.gradients, path: "expected.gradients", complete: true))
             out.expected!.jvp = try CaseFormat.conform(expected.jvp, to: tangents == nil ? [] : [(layer.outputName, outShape)],
                                                        path: "expected.jvp", complete: tangents != nil)
+            let second = tangents != nil && ForwardMode.doubleBackwardLayers.contains(self.layer)
+            out.expected!.doubleBackward = try CaseFormat.conform(expected.doubleBackward, to: second ? layout.gradients : [],
+                                                                  path: "expected.double_backward", complete: second)
         }
         return out
     }
@@ -193,8 +199,12 @@ public struct CaseDecoder: Sendable {
             let outputs = try decodeTensors(try reader.required("outputs"), path: "expected.outputs", budget: &budget)
             let gradients = try decodeTensors(try reader.required("gradients"), path: "expected.gradients", budget: &budget)
             expected = Expected(outputs: outputs, gradients: gradients)
+            let second = forwardMode && ForwardMode.doubleBackwardLayers.contains(layer)
             if forwardMode { expected!.jvp = try decodeTensors(try reader.required("jvp"), path: "expected.jvp", budget: &budget) }
-            try reader.rejectUnknown(expected: ["outputs", "gradients"] + (forwardMode ? ["jvp"] : []))
+            if second {
+                expected!.doubleBackward = try decodeTensors(try reader.required("double_backward"), path: "expected.double_backward", budget: &budget)
+            }
+            try reader.rejectUnknown(expected: ["outputs", "gradients"] + (forwardMode ? ["jvp"] : []) + (second ? ["double_backward"] : []))
         }
         try top.rejectUnknown(expected: ["schema", "id", "layer", "description", "tags", "notes", "config",
                                          "inputs", "labels", "upstream"] + (forwardMode ? ["tangents"] : []) + ["expected"])
@@ -226,6 +236,10 @@ public struct CaseDecoder: Sendable {
                 gradients: try CaseFormat.conform(expected.gradients, to: layout.gradients, path: "expected.gradients", complete: true))
             if forwardMode {
                 result.expected!.jvp = try CaseFormat.conform(expected.jvp, to: [(built.outputName, outShape)], path: "expected.jvp", complete: true)
+            }
+            if forwardMode && ForwardMode.doubleBackwardLayers.contains(layer) {
+                result.expected!.doubleBackward = try CaseFormat.conform(expected.doubleBackward, to: layout.gradients,
+                                                                         path: "expected.double_backward", complete: true)
             }
         }
         return result
@@ -667,6 +681,9 @@ extension Case {
             let t = try ForwardMode.conform(tangents, layer, input: x.shape, output: outShape)
             out.tangents = t
             out.expected!.jvp = [NamedTensor(layer.outputName, try ForwardMode.jvp(out, layer: layer, tangents: t))]
+            if ForwardMode.doubleBackwardLayers.contains(self.layer) {
+                out.expected!.doubleBackward = try ForwardMode.doubleBackward(out, layer: layer, cotangents: t)
+            }
         }
         return out
     }
@@ -687,7 +704,8 @@ extension Case {
             members.append(("expected", .object([
                 ("outputs", .object(expected.outputs.map { ($0.name, $0.tensor.json) })),
                 ("gradients", .object(expected.gradients.map { ($0.name, $0.tensor.json) })),
-            ] + (tangents == nil ? [] : [("jvp", .object(expected.jvp.map { ($0.name, $0.tensor.json) }))]))))
+            ] + (tangents == nil ? [] : [("jvp", .object(expected.jvp.map { ($0.name, $0.tensor.json) }))])
+              + (expected.doubleBackward.isEmpty ? [] : [("double_backward", .object(expected.doubleBackward.map { ($0.name, $0.tensor.json) }))]))))
         }
         return .object(members)
     }

@@ -13,7 +13,9 @@
 /// - the elementwise layers relu, leaky_relu, sigmoid, tanh and elu, and softmax, have a
 ///   symmetric Jacobian: ẏ = J·ẋ = Jᵀ·ẋ, the backward pass with the tangent as upstream (at a
 ///   kink, the derivative of the piece the backward pass pins).
-/// The same equivalent case gives `validate` its bound for an engine's JVP.
+/// The same equivalent case gives `validate` its bound for an engine's JVP. For the layers of
+/// `doubleBackwardLayers` the case also carries `expected.double_backward`, with the tangents
+/// as the cotangent w (`doubleBackwardSources`).
 public enum ForwardMode {
     public static let schema = "cnnref-case-2"
 
@@ -80,6 +82,47 @@ public enum ForwardMode {
             return (e, .inputGradient)
         default:
             throw CaseError("tangents", "no golden forward-mode values for \(c.layer) yet; layers with them: \(layers.joined(separator: ", "))")
+        }
+    }
+
+    /// The layers with golden double-backward values: the bilinear ones and those whose
+    /// second derivative is 0 on every piece (linear in the data input, or piecewise linear).
+    public static let doubleBackwardLayers = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat",
+                                              "relu", "leaky_relu"]
+
+    /// The double backward of `c` for the cotangent `w` (the case's tangents, in the layer's
+    /// gradient order) and the upstream u: for g = Jᵀu, the gradients of ⟨w, g⟩ with respect to
+    /// the data input and every parameter (with respect to u it is J·w, the JVP along w). Per
+    /// tensor, the equivalent case whose gradient (by index) it is, or nil where it is exactly 0.
+    /// For conv2d and linear, ⟨w, g⟩ = ⟨w_x, Jᵀu⟩ + ⟨w_W, ∂⟨u, y⟩/∂W⟩ + ⟨w_b, Σu⟩ =
+    /// ⟨conv(w_x; W), u⟩ + ⟨u, conv(x; w_W)⟩ + …, so ∂/∂x is the input gradient of the layer with
+    /// weight w_W for the upstream u, ∂/∂W the weight gradient of the layer at the input w_x, and
+    /// ∂/∂b = 0. Every other layer here has ∂g/∂(x, θ) = 0.
+    public static func doubleBackwardSources(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [(name: String, shape: [Int], source: (Case, Int)?)] {
+        guard doubleBackwardLayers.contains(c.layer) else {
+            throw CaseError("tangents", "no golden double-backward values for \(c.layer) yet; layers with them: \(doubleBackwardLayers.joined(separator: ", "))")
+        }
+        guard let u = c.upstream else { throw CaseError("upstream", "missing: the double backward needs the upstream") }
+        let x = c.input(layer.inputName)!
+        var out = w.map { (name: $0.name, shape: $0.tensor.shape, source: Optional<(Case, Int)>.none) }
+        func equivalent(_ input: Tensor, _ weight: Tensor) -> Case {
+            var inputs = [NamedTensor("x", input), NamedTensor("weight", weight)]
+            if c.layer == "linear" { inputs.append(NamedTensor("bias", Tensor(zeros: [weight.shape[0]]))) }
+            return Case(id: "\(c.id)#double-backward", layer: c.layer, config: c.config, inputs: inputs, upstream: u)
+        }
+        if layer is Conv2D || layer is Linear {
+            let weight = layer.parameters[0].tensor
+            out[0].source = (equivalent(x, w[1].tensor), 0)
+            out[1].source = (equivalent(w[0].tensor, weight), 1)
+        }
+        return out
+    }
+
+    /// The correctly rounded double backward of `c` for the cotangent `w` (zeros exactly 0).
+    public static func doubleBackward(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [NamedTensor] {
+        try doubleBackwardSources(c, layer: layer, cotangents: w).map { name, shape, source throws(CaseError) in
+            guard let (e, k) = source else { return NamedTensor(name, Tensor(zeros: shape)) }
+            return NamedTensor(name, try e.evaluated().expected!.gradients[k].tensor)
         }
     }
 

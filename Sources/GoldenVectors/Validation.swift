@@ -8,10 +8,13 @@ public struct EngineResult: Sendable {
     public var gradients: [NamedTensor]
     /// The engine's JVP along the case's tangents (a `cnnref-case-2` case; `jvp` in a results file).
     public var jvp: [NamedTensor]
-    public init(outputs: [NamedTensor], gradients: [NamedTensor] = [], jvp: [NamedTensor] = []) {
+    /// The engine's double backward with the tangents as the cotangent (`double_backward`).
+    public var doubleBackward: [NamedTensor]
+    public init(outputs: [NamedTensor], gradients: [NamedTensor] = [], jvp: [NamedTensor] = [], doubleBackward: [NamedTensor] = []) {
         self.outputs = outputs
         self.gradients = gradients
         self.jvp = jvp
+        self.doubleBackward = doubleBackward
     }
 
     /// The result checked against the golden case's tensors, as a results file is: every
@@ -21,7 +24,8 @@ public struct EngineResult: Sendable {
         EngineResult(
             outputs: try CaseFormat.conform(outputs, like: golden.outputs, path: "\(path).outputs"),
             gradients: try CaseFormat.conform(gradients, like: golden.gradients, path: "\(path).gradients"),
-            jvp: try CaseFormat.conform(jvp, like: golden.jvp, path: "\(path).jvp"))
+            jvp: try CaseFormat.conform(jvp, like: golden.jvp, path: "\(path).jvp"),
+            doubleBackward: try CaseFormat.conform(doubleBackward, like: golden.doubleBackward, path: "\(path).double_backward"))
     }
 }
 
@@ -115,11 +119,11 @@ public struct ResultsFile: Sendable {
             guard case .object(let sections) = value else { throw CaseError("results.\(id)", "expected an object with outputs and gradients") }
             var result = EngineResult(outputs: [], gradients: [])
             for (section, content) in sections {
-                guard section == "outputs" || section == "gradients" || section == "jvp" else {
-                    throw CaseError("results.\(id).\(section)", "unknown field; expected outputs, gradients, jvp")
+                let references = ["outputs": golden.outputs, "gradients": golden.gradients, "jvp": golden.jvp, "double_backward": golden.doubleBackward]
+                guard let reference = references[section] else {
+                    throw CaseError("results.\(id).\(section)", "unknown field; expected outputs, gradients, jvp, double_backward")
                 }
                 guard case .object(let tensors) = content else { throw CaseError("results.\(id).\(section)", "expected an object of tensors") }
-                let reference = section == "outputs" ? golden.outputs : section == "gradients" ? golden.gradients : golden.jvp
                 for (name, t) in tensors {
                     let path = "results.\(id).\(section).\(name)"
                     guard reference.contains(where: { $0.name == name }) else {
@@ -130,7 +134,8 @@ public struct ResultsFile: Sendable {
                     switch section {
                     case "outputs": result.outputs.append(NamedTensor(name, tensor))
                     case "gradients": result.gradients.append(NamedTensor(name, tensor))
-                    default: result.jvp.append(NamedTensor(name, tensor))
+                    case "jvp": result.jvp.append(NamedTensor(name, tensor))
+                    default: result.doubleBackward.append(NamedTensor(name, tensor))
                     }
                 }
             }
@@ -157,7 +162,7 @@ public enum Validator {
         public init() {}
         mutating func scales(_ c: Case, _ golden: Expected) -> Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError> {
             if let s = stored[c.id] { return s }
-            if c.id.hasSuffix("#jvp") { return .failure(CaseError("", "not a case id")) }
+            if c.id.hasSuffix("#jvp") || c.id.hasSuffix("#double-backward") { return .failure(CaseError("", "not a case id")) }
             let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
             do { s = .success(try ErrorModel.scales(c, golden: golden)) } catch { s = .failure(CaseError("", "\(error)")) }
             stored[c.id] = s
@@ -180,6 +185,29 @@ public enum Validator {
             } catch { s = .failure(CaseError("", "\(error)")) }
             stored[key] = s
             return s.map(\.output)
+        }
+
+        /// The scales of the double backward of `c`: each tensor's equivalent case's gradient
+        /// scale, or none (an exact 0: only the underflow terms) where it is 0.
+        mutating func doubleBackwardScales(_ c: Case) -> Result<[ErrorScale], CaseError> {
+            let key = "\(c.id)#double-backward"
+            if let s = stored[key] { return s.map(\.gradients) }
+            let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
+            do {
+                let layer = try LayerRegistry.makeLayer(c)
+                guard let w = c.tangents else { throw CaseError("tangents", "missing") }
+                let scales = try ForwardMode.doubleBackwardSources(c, layer: layer, cotangents: w).map { _, shape, source throws -> ErrorScale in
+                    guard let (e, k) = source else {
+                        let n = shape.reduce(1, *)
+                        return ErrorScale(terms: Array(repeating: 0, count: n), magnitude: Array(repeating: 0, count: n))
+                    }
+                    let evaluated = try e.evaluated()
+                    return try ErrorModel.scales(evaluated, golden: evaluated.expected!).gradients[k]
+                }
+                s = .success((ErrorScale(terms: [], magnitude: []), scales, []))
+            } catch { s = .failure(CaseError("", "\(error)")) }
+            stored[key] = s
+            return s.map(\.gradients)
         }
     }
 
@@ -235,7 +263,7 @@ public enum Validator {
         }
         guard let golden = c.expected else { return nil }
         let out = precision.outputFormat
-        for (section, tensors) in [("outputs", golden.outputs), ("gradients", golden.gradients), ("jvp", golden.jvp)] {
+        for (section, tensors) in [("outputs", golden.outputs), ("gradients", golden.gradients), ("jvp", golden.jvp), ("double_backward", golden.doubleBackward)] {
             for t in tensors {
                 if let i = t.tensor.scalars.firstIndex(where: { $0.isFinite && !out.rounded($0).isFinite }) {
                     return "\(section).\(t.name)\(t.tensor.index(ofFlat: i)) = \(t.tensor[i]) exceeds the \(out.name) range (largest \(out.greatestFinite))"
@@ -275,6 +303,12 @@ public enum Validator {
             switch cache.jvpScale(c) {
             case .success(let s): sections.append(("jvp", golden.jvp, result.jvp, [s]))
             case .failure(let error): return CaseVerdict(id: c.id, status: .skipped, reason: "the JVP's bound: \(error)")
+            }
+        }
+        if !golden.doubleBackward.isEmpty {
+            switch cache.doubleBackwardScales(c) {
+            case .success(let s): sections.append(("double_backward", golden.doubleBackward, result.doubleBackward, s))
+            case .failure(let error): return CaseVerdict(id: c.id, status: .skipped, reason: "the double backward's bound: \(error)")
             }
         }
         for (section, expected, got, scale) in sections {

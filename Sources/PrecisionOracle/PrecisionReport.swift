@@ -123,3 +123,65 @@ extension Oracle {
         return (positions.count, violations)
     }
 }
+
+extension Oracle {
+    /// The values of a forward-mode case's `expected.double_backward` that are not the exact
+    /// value rounded once, checked at `elements` positions of each tensor. With w the case's
+    /// tangents and u its upstream, ⟨w, Jᵀu⟩ is linear in x (and in W) for conv2d and linear,
+    /// so ∂/∂x_k = ⟨w_W, ∂⟨u, y⟩/∂W at the input e_k⟩ and ∂/∂W_j = ⟨w_x, ∂⟨u, y⟩/∂x at the weight
+    /// e_j⟩: the oracle's own gradients of one-hot inputs, dotted with w exactly. Every other
+    /// layer with golden double-backward values is linear or piecewise linear, where it is 0.
+    public static func doubleBackwardViolations(_ c: Case, elements: Int = 4) -> (checked: Int, violations: [ValueError]) {
+        guard let w = c.tangents, let golden = c.expected?.doubleBackward, !golden.isEmpty else { return (0, []) }
+        var checked = 0
+        var violations: [ValueError] = []
+        func record(_ name: String, _ t: Tensor, _ k: Int, _ exact: BigFloat) {
+            checked += 1
+            if !isCorrectlyRounded(t[k], exact) && !(t[k] == 0 && exact.sign == 0) {
+                violations.append(ValueError(caseID: c.id, tensor: "expected.double_backward.\(name)", index: t.index(ofFlat: k), ours: t[k],
+                                             truth: exact.double, ulps: ulpError(t[k], exact), correctlyRounded: false))
+            }
+        }
+        guard c.layer == "conv2d" || c.layer == "linear" else {
+            for t in golden { for k in t.tensor.scalars.indices { record(t.name, t.tensor, k, BigFloat(0)) } }
+            return (checked, violations)
+        }
+        var withTangents = c
+        withTangents.inputs += w.map { NamedTensor("tangent.\($0.name)", $0.tensor) }
+        let precision = bits(withTangents) * 2 + 256
+        // (the tensor differentiated, the gradient read from the probe, the cotangent it is dotted with)
+        for (slot, read, dot) in [("x", "weight", w[1].tensor), ("weight", "x", w[0].tensor)] {
+            guard let t = golden.first(where: { $0.name == slot })?.tensor else { continue }
+            let n = t.count
+            var positions = n <= elements ? Array(0..<n) : [0, n - 1]
+            var state = UInt64(n)
+            while positions.count < min(n, elements) {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                let k = Int((state >> 33) % UInt64(n))
+                if !positions.contains(k) { positions.append(k) }
+            }
+            for k in positions {
+                var probe = c
+                probe.tangents = nil
+                probe.expected = nil
+                var e = [Double](repeating: 0, count: n)
+                e[k] = 1
+                probe.inputs = c.inputs.compactMap { input in
+                    if input.name == slot { return NamedTensor(slot, Tensor(shape: t.shape, scalars: e)) }
+                    if input.name == "bias" { return c.layer == "linear" ? NamedTensor("bias", Tensor(zeros: input.tensor.shape)) : nil }
+                    return input
+                }
+                let truth = evaluate(probe).gradients
+                guard let g = truth.first(where: { $0.0 == read })?.1 else { continue }
+                let exact: BigFloat = BigFloat.$bits.withValue(precision) {
+                    let sum = BigFloat(0)
+                    for (gi, di) in zip(g, dot.scalars) { sum.addProduct(gi, BigFloat(di)) }
+                    return sum
+                }
+                record(slot, t, k, exact)
+            }
+        }
+        for t in golden where t.name == "bias" { for k in t.tensor.scalars.indices { record("bias", t.tensor, k, BigFloat(0)) } }
+        return (checked, violations)
+    }
+}

@@ -10,10 +10,25 @@ import Testing
 @Suite struct ForwardModeValidationTests {
     static let twins: [Case] = try! VectorSet.loadAll(vectors).cases.filter { $0.tangents != nil }
 
-    /// The engine's result for a twin: the golden outputs and gradients, and `jvp` from `compute`.
+    /// The engine's result for a twin: the golden outputs, gradients and double backward, and
+    /// `jvp` from `compute`.
     static func result(_ c: Case, _ compute: (Case) throws -> Tensor?) rethrows -> EngineResult? {
         guard let e = c.expected, let j = try compute(c) else { return nil }
-        return EngineResult(outputs: e.outputs, gradients: e.gradients, jvp: [NamedTensor(e.jvp[0].name, j)])
+        return EngineResult(outputs: e.outputs, gradients: e.gradients, jvp: [NamedTensor(e.jvp[0].name, j)], doubleBackward: e.doubleBackward)
+    }
+
+    /// The layers' own double backward (SecondOrder) with the tangents as the cotangent.
+    static func layersDoubleBackward(_ c: Case) throws -> [NamedTensor] {
+        let layer = try LayerRegistry.makeLayer(c)
+        let s = try #require(layer as? any SecondOrder), t = try #require(c.tangents)
+        let d = s.doubleBackward(c.input(layer.inputName)!, outputGradient: c.upstream!,
+                                 cotangents: Gradients(input: t[0].tensor, parameters: t.dropFirst().map(\.tensor)))
+        return zip(t.map(\.name), [d.gradients.input] + d.gradients.parameters).map { NamedTensor($0, $1) }
+    }
+
+    static func withDoubleBackward(_ c: Case, _ d: [NamedTensor]) -> EngineResult {
+        let e = c.expected!
+        return EngineResult(outputs: e.outputs, jvp: e.jvp, doubleBackward: d)
     }
 
     static func layersJVP(_ c: Case) throws -> Tensor? {
@@ -110,7 +125,7 @@ import Testing
         let forwardOnly = Self.verdict(c, EngineResult(outputs: e.outputs, gradients: e.gradients), .float64)
         #expect(forwardOnly.status == .partial && forwardOnly.reason.contains("jvp.y"), "\(forwardOnly.reason)")
         // What the adapters write: the output and the JVP (the gradients are the cnnref-case-1 case's).
-        let forwardMode = Self.verdict(c, EngineResult(outputs: e.outputs, jvp: e.jvp), .float64)
+        let forwardMode = Self.verdict(c, EngineResult(outputs: e.outputs, jvp: e.jvp, doubleBackward: e.doubleBackward), .float64)
         #expect(forwardMode.status == .passed, "\(forwardMode.reason)")
     }
 
@@ -137,6 +152,35 @@ import Testing
         if case .object(var members) = json { members.removeAll { $0.0 == "tangents" }; json = .object(members) }
         do { _ = try CaseDecoder().decode(json); Issue.record("a cnnref-case-2 case without tangents decoded") } catch {
             #expect("\(error)".hasPrefix("tangents: missing required field"), "\(error)")
+        }
+    }
+
+    /// The double backward: the layers' own passes float64; stored in float32 it passes float32
+    /// and, where it is not 0, fails float64; conv2d's and linear's with the weight W where the
+    /// cotangent's w_W belongs fails; missing, the case is partial.
+    @Test func theDoubleBackwardIsJudged() throws {
+        let second = Self.twins.filter { !$0.expected!.doubleBackward.isEmpty }
+        #expect(Set(second.map(\.layer)) == Set(ForwardMode.doubleBackwardLayers))
+        for c in second {
+            let own = try Self.layersDoubleBackward(c)
+            let v = Self.verdict(c, Self.withDoubleBackward(c, own), .float64)
+            #expect(v.status == .passed && v.tensors.contains { $0.name.hasPrefix("double_backward.") && $0.status == .passed },
+                    "\(c.id): \(v.tensors.filter { $0.status == .failed }.map { "\($0.name) \($0.ratio)" })")
+            let missing = Self.verdict(c, EngineResult(outputs: c.expected!.outputs, jvp: c.expected!.jvp), .float64)
+            #expect(missing.status == .partial && missing.reason.contains("double_backward."), "\(c.id): \(missing.reason)")
+        }
+        for c in second where c.tags.first == "exact-in-float32" && (c.layer == "conv2d" || c.layer == "linear") {
+            let golden = c.expected!.doubleBackward
+            let f32 = golden.map { NamedTensor($0.name, Tensor(shape: $0.tensor.shape, scalars: $0.tensor.scalars.map { Double(Float($0)) })) }
+            #expect(Self.verdict(c, Self.withDoubleBackward(c, f32), .float32).status == .passed, "\(c.id) float32")
+            if zip(f32, golden).contains(where: { $0.tensor.scalars != $1.tensor.scalars }) {
+                #expect(Self.verdict(c, Self.withDoubleBackward(c, f32), .float64).status == .failed, "\(c.id): float32 passed float64")
+            }
+            var wrong = c
+            wrong.tangents![1].tensor = c.input("weight")!   // dx of ⟨w, g⟩ taken with W, not w_W
+            let mutant = try Self.layersDoubleBackward(wrong)
+            let v = Self.verdict(c, Self.withDoubleBackward(c, [mutant[0]] + golden.dropFirst()), .float32)
+            #expect(v.status == .failed && v.tensors.contains { $0.name == "double_backward.x" && $0.status == .failed }, "\(c.id)")
         }
     }
 }

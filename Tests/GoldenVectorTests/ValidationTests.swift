@@ -12,7 +12,7 @@ import Testing
             func r(_ t: [NamedTensor]) -> [NamedTensor] {
                 t.map { NamedTensor($0.name, Tensor(shape: $0.tensor.shape, scalars: $0.tensor.scalars.map(round))) }
             }
-            return (c.id, EngineResult(outputs: r(e.outputs), gradients: r(e.gradients), jvp: r(e.jvp)))
+            return (c.id, EngineResult(outputs: r(e.outputs), gradients: r(e.gradients), jvp: r(e.jvp), doubleBackward: r(e.doubleBackward)))
         })
     }
 

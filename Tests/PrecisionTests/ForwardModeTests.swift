@@ -24,4 +24,15 @@ import Testing
         #expect(checked > 0)
         for v in violations { Issue.record("\(v.caseID) jvp\(v.index): ours \(v.ours), oracle \(v.truth) (\(v.ulps) ulp)") }
     }
+
+    /// Every golden double backward (tangents as the cotangent) is the exact value rounded
+    /// once: for conv2d and linear by the oracle's gradients of one-hot inputs, at four positions
+    /// of x and of the weight; for the other layers with them it is exactly 0.
+    @Test(arguments: twins.filter { ForwardMode.doubleBackwardLayers.contains($0.layer) }.map(\.id))
+    func theGoldenDoubleBackwardIsCorrectlyRounded(id: String) throws {
+        let c = try #require(Self.twins.first { $0.id == id }).evaluated()
+        let (checked, violations) = Oracle.doubleBackwardViolations(c)
+        #expect(checked > 0)
+        for v in violations { Issue.record("\(v.caseID) \(v.tensor)\(v.index): ours \(v.ours), oracle \(v.truth) (\(v.ulps) ulp)") }
+    }
 }

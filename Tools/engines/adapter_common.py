@@ -213,7 +213,8 @@ class PoolGeometry:
 NETWORK_PRECISIONS = ("float64", "float32")
 
 
-def main(engine, run_case, description, unsupported_precisions=None, enter_precision=None, networks=None, jvp=None):
+def main(engine, run_case, description, unsupported_precisions=None, enter_precision=None, networks=None, jvp=None,
+         double_backward=None):
     """Parses --vectors/--precision/--output, runs every case, writes the results file.
 
     `engine` is the engine's name and version for the results file. `unsupported_precisions` maps
@@ -228,7 +229,10 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
     `jvp`, when given, is jvp(case, precision) -> (output, JVP): a forward-mode case's output
     and its JVP along the case's "tangents" (cnnref-case-2, the manifest's "jvp_cases"), written
     as the block's "outputs" and "jvp" (no gradients: those are judged in the cnnref-case-1
-    case); without it those cases are listed as unsupported.
+    case); without it those cases are listed as unsupported. `double_backward`, when given, is
+    double_backward(case, precision) -> {name: array}: with the tangents w as the cotangent and
+    the upstream u, the gradients of <w, J^T u> with respect to every tensor with a gradient,
+    written as "double_backward" for the cases whose expected block has one.
 
     `networks`, when given, is (run_network, layers): run_network(net, dtype, layers) returns a
     network's block (adapter_networks.py). Every network vector then runs too, at float64 and
@@ -281,6 +285,8 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
                 # The first-order values of a forward-mode case are its cnnref-case-1 twin's.
                 y, jv = jvp(case, precision)
                 block = {"outputs": {output_name(case["layer"]): y}, "jvp": {output_name(case["layer"]): jv}}
+                if "double_backward" in case.get("expected", {}) and double_backward:
+                    block["double_backward"] = double_backward(case, precision)
             else:
                 block = run_case(case, precision)
         except Unsupported as why:

@@ -24,6 +24,14 @@ from jax import lax  # noqa: E402
 from adapter_common import NO_GRADIENTS, PoolGeometry, Unsupported, config, differentiable, labels, main, output_name, seed  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# XLA compiles every small op of every case once per shape, which is nearly all of a run's time: a
+# persistent compilation cache outside the repository (like the venvs) lets a later run reuse the
+# executables. CNNREF_JAX_CACHE="" turns it off.
+_cache = os.environ.get("CNNREF_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "cnnref-jax-compilation-cache"))
+if _cache:
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # The precision= of every matrix product and convolution: HIGHEST, or None in tf32 so that the
 # configured default matmul precision applies (an explicit precision overrides it).
 MATMUL_PRECISION = lax.Precision.HIGHEST
@@ -278,6 +286,27 @@ def run_jvp(case, precision):
     return np.asarray(y), np.asarray(jv)
 
 
+def run_double_backward(case, precision):
+    """jax.grad of <w, vjp(u)> (the VJP of the VJP), w the tangents."""
+    layer, dtype = case["layer"], precision.dtype
+    names = list(case["inputs"])
+    keep = differentiable(case)
+    arrays = {n: jnp.asarray(case["inputs"][n].numpy(dtype)) for n in names}
+    u = jnp.asarray(case["upstream"].numpy(dtype))
+    w = [jnp.asarray(case["tangents"][n].numpy(dtype)) for n in keep]
+
+    def f(*args):
+        y = LAYERS[layer](case, dict(arrays, **dict(zip(keep, args))))
+        return y[0] if isinstance(y, tuple) else y
+
+    def inner(*args):
+        _, pullback = jax.vjp(f, *args)
+        return sum(jnp.sum(g * wi) for g, wi in zip(pullback(u), w))
+
+    dd = jax.grad(inner, argnums=tuple(range(len(keep))))(*(arrays[n] for n in keep))
+    return {n: np.asarray(d) for n, d in zip(keep, dd)}
+
+
 def enter_precision(precision):
     # JAX's TF32 switch is the default matmul precision, honoured by every dot and convolution
     # that passes no precision. The explicit algorithm lax.DotAlgorithmPreset.TF32_TF32_F32 is
@@ -294,4 +323,5 @@ def enter_precision(precision):
 if __name__ == "__main__":
     from adapter_networks import run_jax
     main(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, {jax.default_backend()})", run_case,
-         "Runs the CNNReference golden vectors through JAX.", enter_precision=enter_precision, networks=(run_jax, LAYERS), jvp=run_jvp)
+         "Runs the CNNReference golden vectors through JAX.", enter_precision=enter_precision, networks=(run_jax, LAYERS), jvp=run_jvp,
+         double_backward=run_double_backward)

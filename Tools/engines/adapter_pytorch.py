@@ -252,6 +252,24 @@ def run_jvp(case, precision):
     return _results(y), _results(jv)
 
 
+def run_double_backward(case, precision):
+    """torch.autograd.grad of <w, J^T u> (the backward built with create_graph=True), w the tangents."""
+    layer = case["layer"]
+    names = differentiable(case)
+    leaves = {name: _tensor(case["inputs"][name].numpy(precision.host_dtype), precision).requires_grad_(name in names)
+              for name in case["inputs"]}
+    y = LAYERS[layer](case, leaves)
+    y = y[0] if isinstance(y, tuple) else y
+    u = _tensor(case["upstream"].numpy(precision.host_dtype), precision)
+    g = torch.autograd.grad(y, [leaves[n] for n in names], grad_outputs=u, create_graph=True, allow_unused=True)
+    w = [_tensor(case["tangents"][n].numpy(precision.host_dtype), precision) for n in names]
+    terms = [(gi * wi).sum() for gi, wi in zip(g, w) if gi is not None and gi.requires_grad]
+    if not terms:   # the backward does not depend on the point: every second derivative is 0
+        return {n: np.zeros(leaves[n].shape) for n in names}
+    dd = torch.autograd.grad(sum(terms), [leaves[n] for n in names], allow_unused=True)
+    return {n: (np.zeros(leaves[n].shape) if d is None else _results(d)) for n, d in zip(names, dd)}
+
+
 def enter_precision(precision):
     # TF32 on CPU is oneDNN's fpmath mode, switched per operation family: matrix products and
     # convolutions. (torch.set_float32_matmul_precision("high") sets only the matmul one.) torch
@@ -275,4 +293,5 @@ def enter_precision(precision):
 if __name__ == "__main__":
     from adapter_networks import run_pytorch
     main(f"pytorch {torch.__version__}", run_case, "Runs the CNNReference golden vectors through PyTorch.",
-         enter_precision=enter_precision, networks=(run_pytorch, LAYERS), jvp=run_jvp)
+         enter_precision=enter_precision, networks=(run_pytorch, LAYERS), jvp=run_jvp,
+         double_backward=run_double_backward)

@@ -123,7 +123,8 @@ def parse_case(obj, where="case"):
         case["expected"] = {
             block: {name: Tensor.from_json(t, f"{where}: expected.{block}.{name}")
                     for name, t in obj["expected"].get(block, {}).items()}
-            for block in ("outputs", "gradients", "jvp") if block != "jvp" or "tangents" in case
+            for block in ("outputs", "gradients", "jvp", "double_backward")
+            if block in ("outputs", "gradients") or ("tangents" in case and block in obj["expected"])
         }
     case.setdefault("config", {})
     case.setdefault("tags", [])
@@ -318,6 +319,9 @@ def _self_test(vectors_dir=None):
             assert list(case["tangents"]) == list(case["expected"]["gradients"]), case["id"]
             first = next(iter(case["expected"]["outputs"].values()))
             assert [t.shape for t in case["expected"]["jvp"].values()] == [first.shape], case["id"]
+            if "double_backward" in case["expected"]:   # with the tangents as the cotangent: the gradients' layout
+                second = case["expected"]["double_backward"]
+                assert [(n, t.shape) for n, t in second.items()] == [(n, t.shape) for n, t in case["expected"]["gradients"].items()], case["id"]
             jvp += 1
     print(f"cnnref_vectors self-test passed ({count} cases, {jvp} forward-mode cases, {networks} network vectors loaded)")
 
