@@ -225,8 +225,8 @@ public struct CaseDecoder: Sendable {
             throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
         }
         if let t = tangents {
+            try ForwardMode.requireJVP(layer)
             result.tangents = try ForwardMode.conform(t, built, input: xShape, output: outShape)
-            _ = try ForwardMode.equivalent(result, layer: built, tangents: result.tangents!)   // a layer with golden JVPs
         }
         if let expected {
             // Exactly the layer's tensors, each with the layer's shape, in the layer's order.

@@ -81,7 +81,15 @@ public enum ForwardMode {
             e.upstream = t[0].tensor
             return (e, .inputGradient)
         default:
-            throw CaseError("tangents", "no golden forward-mode values for \(c.layer) yet; layers with them: \(layers.joined(separator: ", "))")
+            try requireJVP(c.layer)
+            fatalError("\(c.layer) is in ForwardMode.layers without an equivalent case")
+        }
+    }
+
+    /// Refuses a layer without golden JVPs, naming the ones with them.
+    public static func requireJVP(_ layer: String) throws(CaseError) {
+        guard layers.contains(layer) else {
+            throw CaseError("tangents", "no golden forward-mode values for \(layer) yet; layers with them: \(layers.joined(separator: ", "))")
         }
     }
 
@@ -122,15 +130,24 @@ public enum ForwardMode {
     public static func doubleBackward(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [NamedTensor] {
         try doubleBackwardSources(c, layer: layer, cotangents: w).map { name, shape, source throws(CaseError) in
             guard let (e, k) = source else { return NamedTensor(name, Tensor(zeros: shape)) }
-            return NamedTensor(name, try e.evaluated().expected!.gradients[k].tensor)
+            return NamedTensor(name, try value(e, k))
         }
     }
 
     /// The correctly rounded JVP of `c` along `tangents`.
     public static func jvp(_ c: Case, layer: any Layer, tangents: [NamedTensor]) throws(CaseError) -> Tensor {
         let (e, reading) = try equivalent(c, layer: layer, tangents: tangents)
-        let expected = try e.evaluated().expected!
-        return reading == .output ? expected.outputs[0].tensor : expected.gradients[0].tensor
+        return try value(e, reading == .output ? nil : 0)
+    }
+
+    /// The equivalent case's output (k nil) or gradient k (0 the data input, then the
+    /// parameters), correctly rounded: only the pass that gives it.
+    static func value(_ e: Case, _ k: Int?) throws(CaseError) -> Tensor {
+        let built = try LayerRegistry.makeLayer(e)
+        let x = e.input(built.inputName)!
+        guard let k else { return built.forward(x) }
+        let g = built.backward(x, outputGradient: e.upstream!)
+        return k == 0 ? g.input : g.parameters[k - 1]
     }
 
     /// `tangents` checked against the layer's gradient layout: every name, once, with its shape.

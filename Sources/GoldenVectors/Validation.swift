@@ -124,6 +124,9 @@ public struct ResultsFile: Sendable {
                     throw CaseError("results.\(id).\(section)", "unknown field; expected outputs, gradients, jvp, double_backward")
                 }
                 guard case .object(let tensors) = content else { throw CaseError("results.\(id).\(section)", "expected an object of tensors") }
+                if reference.isEmpty && !tensors.isEmpty {
+                    throw CaseError("results.\(id).\(section)", "the case has no \(section): only a \(ForwardMode.schema) case has jvp (and, for \(ForwardMode.doubleBackwardLayers.joined(separator: ", ")), double_backward)")
+                }
                 for (name, t) in tensors {
                     let path = "results.\(id).\(section).\(name)"
                     guard reference.contains(where: { $0.name == name }) else {
@@ -162,52 +165,52 @@ public enum Validator {
         public init() {}
         mutating func scales(_ c: Case, _ golden: Expected) -> Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError> {
             if let s = stored[c.id] { return s }
-            if c.id.hasSuffix("#jvp") || c.id.hasSuffix("#double-backward") { return .failure(CaseError("", "not a case id")) }
             let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
             do { s = .success(try ErrorModel.scales(c, golden: golden)) } catch { s = .failure(CaseError("", "\(error)")) }
             stored[c.id] = s
             return s
         }
 
+        /// Scales derived from equivalent cases (ForwardMode), by key.
+        var derived: [String: Result<[ErrorScale], CaseError>] = [:]
+        mutating func derived(_ key: String, _ make: () throws -> [ErrorScale]) -> Result<[ErrorScale], CaseError> {
+            if let s = derived[key] { return s }
+            let s: Result<[ErrorScale], CaseError>
+            do { s = .success(try make()) } catch { s = .failure(CaseError("", "\(error)")) }
+            derived[key] = s
+            return s
+        }
+
+        /// The scales of an equivalent case's tensors, by index: outputs first, then gradients.
+        static func equivalentScale(_ e: Case, gradient k: Int?) throws -> ErrorScale {
+            let evaluated = try e.evaluated()
+            let scales = try ErrorModel.scales(evaluated, golden: evaluated.expected!)
+            return k.map { scales.gradients[$0] } ?? scales.output
+        }
+
         /// The scale of the JVP of `c` (a `cnnref-case-2` case): its equivalent case's output or
         /// input gradient scale.
         mutating func jvpScale(_ c: Case) -> Result<ErrorScale, CaseError> {
-            let key = "\(c.id)#jvp"
-            if let s = stored[key] { return s.map(\.output) }
-            let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
-            do {
-                let layer = try LayerRegistry.makeLayer(c)
+            derived("\(c.id)#jvp") {
                 guard let tangents = c.tangents else { throw CaseError("tangents", "missing") }
-                let (e, reading) = try ForwardMode.equivalent(c, layer: layer, tangents: tangents)
-                let evaluated = try e.evaluated()
-                let scales = try ErrorModel.scales(evaluated, golden: evaluated.expected!)
-                s = .success((reading == .output ? scales.output : scales.gradients[0], [], []))
-            } catch { s = .failure(CaseError("", "\(error)")) }
-            stored[key] = s
-            return s.map(\.output)
+                let (e, reading) = try ForwardMode.equivalent(c, layer: try LayerRegistry.makeLayer(c), tangents: tangents)
+                return [try Self.equivalentScale(e, gradient: reading == .output ? nil : 0)]
+            }.map { $0[0] }
         }
 
         /// The scales of the double backward of `c`: each tensor's equivalent case's gradient
         /// scale, or none (an exact 0: only the underflow terms) where it is 0.
         mutating func doubleBackwardScales(_ c: Case) -> Result<[ErrorScale], CaseError> {
-            let key = "\(c.id)#double-backward"
-            if let s = stored[key] { return s.map(\.gradients) }
-            let s: Result<(output: ErrorScale, gradients: [ErrorScale], auxiliary: [ErrorScale]), CaseError>
-            do {
-                let layer = try LayerRegistry.makeLayer(c)
+            derived("\(c.id)#double-backward") {
                 guard let w = c.tangents else { throw CaseError("tangents", "missing") }
-                let scales = try ForwardMode.doubleBackwardSources(c, layer: layer, cotangents: w).map { _, shape, source throws -> ErrorScale in
+                return try ForwardMode.doubleBackwardSources(c, layer: try LayerRegistry.makeLayer(c), cotangents: w).map { _, shape, source in
                     guard let (e, k) = source else {
                         let n = shape.reduce(1, *)
                         return ErrorScale(terms: Array(repeating: 0, count: n), magnitude: Array(repeating: 0, count: n))
                     }
-                    let evaluated = try e.evaluated()
-                    return try ErrorModel.scales(evaluated, golden: evaluated.expected!).gradients[k]
+                    return try Self.equivalentScale(e, gradient: k)
                 }
-                s = .success((ErrorScale(terms: [], magnitude: []), scales, []))
-            } catch { s = .failure(CaseError("", "\(error)")) }
-            stored[key] = s
-            return s.map(\.gradients)
+            }
         }
     }
 

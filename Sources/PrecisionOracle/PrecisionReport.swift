@@ -1,3 +1,4 @@
+import CMPFR
 import CNNReference
 
 /// Where one value of a case stands against the oracle.
@@ -75,6 +76,28 @@ extension Oracle {
 }
 
 extension Oracle {
+    /// `elements` positions of 0..<n: the first, the last and others drawn by a generator seeded
+    /// by n (every position when n is that small), the same on every run.
+    static func positions(_ n: Int, _ elements: Int) -> [Int] {
+        var out = n <= elements ? Array(0..<n) : [0, n - 1]
+        var state = UInt64(n)
+        while out.count < min(n, elements) {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let k = Int((state >> 33) % UInt64(n))
+            if !out.contains(k) { out.append(k) }
+        }
+        return out
+    }
+
+    /// The precision at which a gradient (itself a product of up to two of the case's doubles,
+    /// or a 1,024-bit transcendental value) times a tangent sums exactly: the case's bits for
+    /// three factors, again with the tangents, and a margin.
+    static func dotPrecision(_ c: Case, _ tangents: [NamedTensor]) -> mpfr_prec_t {
+        var withTangents = c
+        withTangents.inputs += tangents.map { NamedTensor("tangent.\($0.name)", $0.tensor) }
+        return bits(withTangents) * 2 + 256
+    }
+
     /// The values of a forward-mode case's `expected.jvp` (`cnnref-case-2`) that are not the
     /// exact JVP rounded once, checked at `elements` output positions (the first, the last and
     /// seeded others; every position when the output is that small). The JVP is taken from its
@@ -84,21 +107,10 @@ extension Oracle {
     public static func jvpViolations(_ c: Case, elements: Int = 6) -> (checked: Int, violations: [ValueError]) {
         guard let tangents = c.tangents, let golden = c.expected?.jvp.first?.tensor else { return (0, []) }
         let n = golden.count
-        var positions = n <= elements ? Array(0..<n) : [0, n - 1]
-        var state = UInt64(n)   // deterministic: seeded by the size
-        while positions.count < min(n, elements) {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            let k = Int((state >> 33) % UInt64(n))
-            if !positions.contains(k) { positions.append(k) }
-        }
-        // Products of a gradient (itself a product of up to two of the case's doubles, or a
-        // 1,024-bit transcendental value) and a tangent, summed exactly: the case's bits for
-        // three factors, again for the tangents, and a margin.
-        var withTangents = c
-        withTangents.inputs += tangents.map { NamedTensor("tangent.\($0.name)", $0.tensor) }
-        let precision = bits(withTangents) * 2 + 256
+        let precision = dotPrecision(c, tangents)
         var violations: [ValueError] = []
-        for k in positions {
+        let checked = positions(n, elements)
+        for k in checked {
             var probe = c
             probe.tangents = nil
             probe.expected = nil
@@ -120,7 +132,7 @@ extension Oracle {
                                              truth: exact.double, ulps: ulpError(golden[k], exact), correctlyRounded: false))
             }
         }
-        return (positions.count, violations)
+        return (checked.count, violations)
     }
 }
 
@@ -146,21 +158,12 @@ extension Oracle {
             for t in golden { for k in t.tensor.scalars.indices { record(t.name, t.tensor, k, BigFloat(0)) } }
             return (checked, violations)
         }
-        var withTangents = c
-        withTangents.inputs += w.map { NamedTensor("tangent.\($0.name)", $0.tensor) }
-        let precision = bits(withTangents) * 2 + 256
+        let precision = dotPrecision(c, w)
         // (the tensor differentiated, the gradient read from the probe, the cotangent it is dotted with)
         for (slot, read, dot) in [("x", "weight", w[1].tensor), ("weight", "x", w[0].tensor)] {
             guard let t = golden.first(where: { $0.name == slot })?.tensor else { continue }
             let n = t.count
-            var positions = n <= elements ? Array(0..<n) : [0, n - 1]
-            var state = UInt64(n)
-            while positions.count < min(n, elements) {
-                state = state &* 6364136223846793005 &+ 1442695040888963407
-                let k = Int((state >> 33) % UInt64(n))
-                if !positions.contains(k) { positions.append(k) }
-            }
-            for k in positions {
+            for k in positions(n, elements) {
                 var probe = c
                 probe.tangents = nil
                 probe.expected = nil
