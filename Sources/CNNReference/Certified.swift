@@ -200,6 +200,8 @@ public enum Certified {
     static func decide(_ r: Interval, sign hint: () -> FloatingPointSign?, zero: Double) -> Double? {
         if mpfr_nan_p(r.lo.v) != 0 || mpfr_nan_p(r.hi.v) != 0 { return nil }
         if mpfr_zero_p(r.lo.v) != 0 && mpfr_zero_p(r.hi.v) != 0 { return zero }
+        // An exact value (a rational the operations held exactly): its rounding, even at a midpoint.
+        if r.isExact { return mpfr_get_d(r.lo.v, MPFR_RNDN) }
         let a = mpfr_get_d(r.lo.v, MPFR_RNDN), b = mpfr_get_d(r.hi.v, MPFR_RNDN)
         guard a == b else { return nil }
         if a != 0 { return a }

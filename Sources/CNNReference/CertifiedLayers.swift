@@ -39,6 +39,54 @@ enum CertifiedElementwise {
         return Certified.round(sign: { g.sign }) { p in iv(g, p) * Interval.sech2(x, precision: p) }
     }
 
+    /// w·u·f″(x) rounded once, by IEEE's rules applied to the exact product: `f` is ±1, the sign
+    /// of f″(x) when it is nonzero and finite (`second` encloses it), or the exact value of f″(x)
+    /// when that is 0 or infinite.
+    static func secondProduct(_ w: Double, _ u: Double, _ f: Double, _ second: (Int) -> Interval) -> Double {
+        if w.isNaN || u.isNaN || f.isNaN { return .nan }
+        let negative = ((w.sign == .minus) != (u.sign == .minus)) != (f.sign == .minus)
+        let zero = f == 0 || w == 0 || u == 0, infinite = f.isInfinite || w.isInfinite || u.isInfinite
+        // Not w·u·f in doubles: w·u may overflow (∞·0 = NaN) or underflow (0·∞) where the exact product does not.
+        if zero && infinite { return .nan }
+        if zero { return signedZero(negative) }
+        if infinite { return negative ? -.infinity : .infinity }
+        return Certified.round(sign: { negative ? .minus : .plus }) { p in Interval.product(w, u, precision: p) * second(p) }
+    }
+
+    /// w·u·σ″(x): σ″ is odd, negative for x > 0 (σ″(±0) = ∓0, σ″(±∞) = ∓0).
+    static func sigmoidSecondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double {
+        if x.isNaN { return .nan }
+        let f: Double = x == 0 || x.isInfinite ? (x.sign == .minus ? 0.0 : -0.0) : (x > 0 ? -1 : 1)
+        return secondProduct(w, u, f) { p in sigmoidSecond(x, p) }
+    }
+
+    /// w·u·tanh″(x): odd, negative for x > 0, like σ″.
+    static func tanhSecondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double {
+        if x.isNaN { return .nan }
+        let f: Double = x == 0 || x.isInfinite ? (x.sign == .minus ? 0.0 : -0.0) : (x > 0 ? -1 : 1)
+        return secondProduct(w, u, f) { p in tanhSecond(x, p) }
+    }
+
+    /// w·u·f″(x) for ELU: 0 for x > 0, α·eˣ for x ≤ 0 (the piece of the first derivative at 0).
+    static func eluSecondProduct(_ x: Double, alpha: Double, _ w: Double, _ u: Double) -> Double {
+        if x.isNaN || alpha.isNaN { return .nan }
+        if x > 0 { return secondProduct(w, u, 0) { iv(0, $0) } }
+        let f: Double = x == -.infinity ? (alpha.isInfinite ? .nan : alpha * 0)
+            : alpha == 0 || alpha.isInfinite ? alpha : (alpha < 0 ? -1 : 1)
+        return secondProduct(w, u, f) { p in iv(alpha, p) * iv(x, p).exp }
+    }
+
+    /// σ″(x) = σ(x)·σ(−x)·(σ(−x) − σ(x)), odd: its sign is −sign(x).
+    static func sigmoidSecond(_ x: Double, _ p: Int) -> Interval {
+        let s = iv(x, p).logistic, t = (-iv(x, p)).logistic
+        return s * t * (t - s)
+    }
+
+    /// tanh″(x) = −2·tanh(x)·sech²(x).
+    static func tanhSecond(_ x: Double, _ p: Int) -> Interval {
+        iv(-2, p) * Interval.tanh(x, precision: p) * Interval.sech2(x, precision: p)
+    }
+
     /// α·(e^x − 1) for x ≤ 0 (or NaN).
     static func elu(_ x: Double, alpha: Double) -> Double {
         if x.isNaN || alpha.isNaN { return .nan }
@@ -206,81 +254,56 @@ final class CertifiedSlice {
                 return x[k] == -.infinity ? signedZero(numerator < 0) : numerator
             }
         }
-        // dy_k − dot = (1/S)·Σ_g e^(v_g − m)·(n_g·dy_k − D_g) over the groups g of equal
-        // finite logits v_g (n_g entries, D_g = Σ_{j∈g} dy_j): 0 exactly iff every
-        // n_g·dy_k = D_g (Lindemann–Weierstrass), i.e. every group's mean upstream is dy_k.
-        var groups: [Double: [Int]] = [:]
-        for j in 0..<n where x[j] != -.infinity { groups[x[j], default: []].append(j) }
-        let members = Array(groups.values)
-        let first = members[0]
-        let uniform = members.dropFirst().allSatisfy { g in
-            CorrectlyRounded.sum { acc in
-                for j in g { acc.add(dy[j], times: Double(first.count)) }
-                for j in first { acc.add(-dy[j], times: Double(g.count)) }
-            } == 0
-        }
-        func exactlyZero(_ k: Int) -> Bool {
-            uniform && CorrectlyRounded.sum { acc in
-                acc.add(dy[k], times: Double(first.count))
-                for j in first { acc.add(-dy[j]) }
-            } == 0
-        }
-        var dots: [Int: Interval] = [:]
-        func dot(_ p: Int) -> Interval {
-            if let d = dots[p] { return d }
-            let l = level(p)
-            var s = Interval(0, precision: p)
-            for j in 0..<n { if let e = l.e[j] { s = s + Interval(dy[j], precision: p) * e } }
-            let d = s / l.total
-            dots[p] = d
-            return d
-        }
-        /// The sign of dy_k − dot = (1/S)·Σ_g e^(v_g − m)·c_g, c_g = n_g·dy_k − D_g (never 0
-        /// here): e^(v* − m) factored out, v* the largest v_g with c_g ≠ 0, so the sum is
-        /// certain even when e^(v* − m) is beyond MPFR's exponent range.
-        func differenceSign(_ k: Int) -> FloatingPointSign {
-            let live = members.filter { g in
-                CorrectlyRounded.sum { acc in acc.add(dy[k], times: Double(g.count)); for j in g { acc.add(-dy[j]) } } != 0
-            }
-            let top = live.map { x[$0[0]] }.max()!
-            return Certified.round { p in
-                var total = Interval(0, precision: p)
-                for g in live {
-                    var c = Interval.product(dy[k], Double(g.count), precision: p)
-                    for j in g { c = c - Interval(dy[j], precision: p) }
-                    total = total + c * (Interval(x[g[0]], precision: p) - Interval(top, precision: p)).exp
-                }
-                return total
-            }.sign
-        }
+        let centred = CentredUpstream(self, dy)
         return (0..<n).map { k in
-            if exactlyZero(k) { return 0 }
-            if x[k] == -.infinity { return signedZero(differenceSign(k) == .minus) }
-            return Certified.round(sign: { differenceSign(k) }) { p in
+            if centred.isZero(k) { return 0 }
+            if x[k] == -.infinity { return signedZero(centred.sign(k) == .minus) }
+            return Certified.round(sign: { centred.sign(k) }) { p in
                 let l = level(p)
-                return l.e[k]! / l.total * (Interval(dy[k], precision: p) - dot(p))
+                return l.e[k]! / l.total * centred.enclosure(k, p)
             }
         }
+    }
+
+    /// dy_k − Σ_j p_j·dy_j for finite dy, correctly rounded (0 where it is exactly 0): the
+    /// log-softmax JVP along dy.
+    func centred(_ dy: [Double]) -> [Double] {
+        if allEqual {
+            // p = 1/n on the finite entries: (n·dy_k − T)/n, rational.
+            let nf = Double(finiteCount)
+            return dy.indices.map { k in
+                CorrectlyRounded.sum(dividedBy: nf) { acc in
+                    acc.add(dy[k], times: nf)
+                    for j in dy.indices where x[j] != -.infinity { acc.add(-dy[j]) }
+                }
+            }
+        }
+        let centred = CentredUpstream(self, dy)
+        return x.indices.map { k in
+            centred.isZero(k) ? 0 : Certified.round(sign: { centred.sign(k) }) { p in centred.enclosure(k, p) }
+        }
+    }
+
+    /// dy_k − Σ_j p_j·dy_j by IEEE's rules for an upstream with a NaN or an infinity.
+    func centred(nonFinite dy: [Double]) -> [Double] {
+        let terms = zip(x, dy).map { v, g in v == -.infinity ? g * 0 : g }   // dy_j·p_j with p_j = 0: NaN for NaN or ∞
+        let (plus, minus, nan) = infinities(terms)
+        if nan || (plus && minus) { return dy.map { _ in .nan } }
+        let dot: Double = plus ? .infinity : -.infinity   // some finite-logit dy_j is infinite
+        return dy.map { $0 - dot }                        // NaN when it is dot's infinity
     }
 
     /// The backward passes for an upstream with a NaN or an infinity, by IEEE's rules applied to
     /// the exact formula: p_k > 0 exactly for every finite logit (even when it is below the
     /// smallest double) and p_k = 0 for −∞, so no value depends on rounding. An infinity times
     /// p_k = 0, or ∞ − ∞, is NaN.
-    private func infinities(_ values: [Double]) -> (plus: Bool, minus: Bool, nan: Bool) {
+    func infinities(_ values: [Double]) -> (plus: Bool, minus: Bool, nan: Bool) {
         (values.contains(.infinity), values.contains(-.infinity), values.contains(where: \.isNaN))
     }
 
     /// Softmax: p_k·(dy_k − Σ_j dy_j·p_j).
     func softmaxGradient(nonFinite dy: [Double]) -> [Double] {
-        let terms = zip(x, dy).map { v, g in v == -.infinity ? g * 0 : g }   // dy_j·p_j with p_j = 0: NaN for NaN or ∞
-        let (plus, minus, nan) = infinities(terms)
-        if nan || (plus && minus) { return dy.map { _ in .nan } }
-        let dot: Double = plus ? .infinity : -.infinity   // some finite-logit dy_j is infinite
-        return zip(x, dy).map { v, g in
-            let difference = g - dot                        // NaN when g is dot's infinity
-            return v == -.infinity ? 0 * difference : difference
-        }
+        zip(x, centred(nonFinite: dy)).map { v, difference in v == -.infinity ? 0 * difference : difference }
     }
 
     /// Log-softmax: dy_k − p_k·Σ_j dy_j.
@@ -316,7 +339,91 @@ final class CertifiedSlice {
     }
 }
 
+/// dy_k − Σ_j p_j·dy_j of one slice for a finite upstream dy: its exact zeros, its signs and
+/// its enclosures. Grouping the finite logits by value (groups g of n_g entries equal to v_g,
+/// D_g = Σ_{j∈g} dy_j), dy_k − Σ_j p_j·dy_j = (1/S)·Σ_g e^(v_g − m)·(n_g·dy_k − D_g): 0 exactly
+/// iff every coefficient is 0 (Lindemann–Weierstrass), i.e. every group's mean upstream is dy_k.
+final class CentredUpstream {
+    let slice: CertifiedSlice, dy: [Double]
+    let members: [[Int]]
+    private let uniform: Bool
+    private var dots: [Int: Interval] = [:]
+
+    init(_ slice: CertifiedSlice, _ dy: [Double]) {
+        self.slice = slice
+        self.dy = dy
+        var groups: [Double: [Int]] = [:]
+        for j in slice.x.indices where slice.x[j] != -.infinity { groups[slice.x[j], default: []].append(j) }
+        members = groups.values.sorted { $0[0] < $1[0] }
+        let first = members[0]
+        uniform = members.dropFirst().allSatisfy { g in
+            CorrectlyRounded.sum { acc in
+                for j in g { acc.add(dy[j], times: Double(first.count)) }
+                for j in first { acc.add(-dy[j], times: Double(g.count)) }
+            } == 0
+        }
+    }
+
+    /// n_g·dy_k − D_g, exactly 0 or not.
+    private func coefficientIsZero(_ k: Int, _ g: [Int]) -> Bool {
+        CorrectlyRounded.sum { acc in acc.add(dy[k], times: Double(g.count)); for j in g { acc.add(-dy[j]) } } == 0
+    }
+
+    func isZero(_ k: Int) -> Bool { uniform && coefficientIsZero(k, members[0]) }
+
+    /// Σ_j p_j·dy_j, enclosed.
+    private func dot(_ p: Int) -> Interval {
+        if let d = dots[p] { return d }
+        let l = slice.level(p)
+        var s = Interval(0, precision: p)
+        for j in dy.indices { if let e = l.e[j] { s = s + Interval(dy[j], precision: p) * e } }
+        let d = s / l.total
+        dots[p] = d
+        return d
+    }
+
+    func enclosure(_ k: Int, _ p: Int) -> Interval { Interval(dy[k], precision: p) - dot(p) }
+
+    /// The sign of dy_k − Σ p_j·dy_j (never 0 here): e^(v* − m) factored out, v* the largest v_g
+    /// with a nonzero coefficient, so the sum is certain even when e^(v* − m) is beyond MPFR's
+    /// exponent range.
+    func sign(_ k: Int) -> FloatingPointSign {
+        let live = members.filter { !coefficientIsZero(k, $0) }
+        let top = live.map { slice.x[$0[0]] }.max()!
+        return Certified.round { p in
+            var total = Interval(0, precision: p)
+            for g in live {
+                var c = Interval.product(dy[k], Double(g.count), precision: p)
+                for j in g { c = c - Interval(dy[j], precision: p) }
+                total = total + c * (Interval(slice.x[g[0]], precision: p) - Interval(top, precision: p)).exp
+            }
+            return total
+        }.sign
+    }
+}
+
 enum CertifiedLosses {
+    /// The JVP of the cross-entropy along the score tangents t (valid rows):
+    /// Σ_i (Σ_j p_ij·t_ij − t_{i,y_i}) / N, each row's term −(t_y − Σ_j p_j·t_j) (`CentredUpstream`).
+    static func crossEntropyJVP(_ rows: [CertifiedSlice], labels: [Int], tangents t: [[Double]], divisor: Double) -> Double {
+        if t.contains(where: { !$0.allSatisfy(\.isFinite) }) {
+            // Every term of a row with a NaN or an infinity is NaN or infinite (IEEE): the finite rows do not matter.
+            let terms = zip(zip(rows, labels), t).compactMap { r, ti in ti.allSatisfy(\.isFinite) ? nil : -r.0.centred(nonFinite: ti)[r.1] }
+            let (plus, minus, nan) = (terms.contains(.infinity), terms.contains(-.infinity), terms.contains(where: \.isNaN))
+            return nan || (plus && minus) ? .nan : (plus ? .infinity : -.infinity) / divisor
+        }
+        let centred = zip(rows, t).map { CentredUpstream($0, $1) }
+        let live = rows.indices.filter { !centred[$0].isZero(labels[$0]) }
+        if live.isEmpty { return 0 }
+        // Each live row's term has a certain sign; when they agree the total has it (else the loop decides).
+        let signs = Set(live.map { centred[$0].sign(labels[$0]) })
+        return Certified.round(sign: { signs.count == 1 ? (signs.first! == .minus ? .plus : .minus) : nil }) { p in
+            var total = Interval(0, precision: p)
+            for i in live { total = total - centred[i].enclosure(labels[i], p) }
+            return total / Interval(divisor, precision: p)
+        }
+    }
+
     /// Σ_i (log S_i − (s_{i,y} − m_i)) / N for valid rows (the caller handles NaN rows).
     static func crossEntropy(_ rows: [CertifiedSlice], labels: [Int], divisor: Double) -> Double {
         if zip(rows, labels).contains(where: { $0.x[$1] == -.infinity }) { return .infinity }

@@ -22,9 +22,50 @@ public enum ForwardMode {
     /// Which of the equivalent case's tensors is the JVP.
     public enum Reading: Sendable { case output, inputGradient }
 
-    /// The layers with golden JVPs.
+    /// The layers with golden JVPs: those with an equivalent case, then `directLayers`.
     public static let layers = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat",
-                                "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softmax"]
+                                "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softmax"] + directLayers
+
+    /// The layers whose JVP is formed directly, rounded once (`directJVP`): max pooling copies the
+    /// tangent at each argmax; maxout's winning piece, PReLU's selected piece and the hinge's active
+    /// terms are one correctly rounded sum of products (their `SecondOrder` JVPs); log-softmax
+    /// ẏ_k = ẋ_k − Σ_j p_j·ẋ_j and the cross-entropy Σ_i (Σ_j p_ij·ṡ_ij − ṡ_{i,y_i})/N are certified
+    /// (`CentredUpstream`, with its exact zeros by Lindemann–Weierstrass).
+    public static let directLayers = ["maxpool2d", "maxout", "prelu", "multiclass_hinge", "log_softmax", "softmax_cross_entropy"]
+
+    /// The JVP of a layer of `directLayers`, correctly rounded.
+    static func directJVP(_ c: Case, layer: any Layer, tangents t: [NamedTensor]) -> Tensor {
+        let x = c.input(layer.inputName)!
+        switch layer {
+        case let l as LogSoftmax:
+            var y = x.scalars
+            for slice in l.slices(x.shape) {
+                let d = slice.map { t[0].tensor[$0] }
+                guard let s = CertifiedSlice(slice.map { x[$0] }) else {
+                    for i in slice { y[i] = .nan }
+                    continue
+                }
+                let v = d.allSatisfy(\.isFinite) ? s.centred(d) : s.centred(nonFinite: d)
+                for (k, i) in slice.enumerated() { y[i] = v[k] }
+            }
+            return Tensor(shape: x.shape, scalars: y)
+        case let l as SoftmaxCrossEntropy:
+            let (n, classes) = (x.shape[0], x.shape[1])
+            var rows: [CertifiedSlice] = []
+            for i in 0..<n {
+                guard let s = CertifiedSlice(Array(x.scalars[i * classes..<(i + 1) * classes])) else { return Tensor(scalar: .nan) }
+                rows.append(s)
+            }
+            let tangents = (0..<n).map { Array(t[0].tensor.scalars[$0 * classes..<($0 + 1) * classes]) }
+            return Tensor(scalar: CertifiedLosses.crossEntropyJVP(rows, labels: l.labels, tangents: tangents,
+                                                                  divisor: l.reduction == .mean ? Double(n) : 1))
+        case let l as any SecondOrder:
+            // MaxPool2D, Maxout, PReLU, MulticlassHinge: exact copies or one CorrectlyRounded sum each.
+            return l.jvp(x, tangents: Tangents(input: t[0].tensor, parameters: t.dropFirst().map(\.tensor)))
+        default:
+            fatalError("\(c.layer) is in ForwardMode.directLayers without a JVP")
+        }
+    }
 
     /// The equivalent case of `c` (a case of `layer`, built) along `tangents` (in the layer's
     /// gradient order), and which of its tensors is the JVP.
@@ -82,6 +123,7 @@ public enum ForwardMode {
             return (e, .inputGradient)
         default:
             try requireJVP(c.layer)
+            if directLayers.contains(c.layer) { throw CaseError("layer", "\(c.layer)'s JVP is formed directly, not through an equivalent case") }
             fatalError("\(c.layer) is in ForwardMode.layers without an equivalent case")
         }
     }
@@ -93,49 +135,104 @@ public enum ForwardMode {
         }
     }
 
-    /// The layers with golden double-backward values: the bilinear ones and those whose
-    /// second derivative is 0 on every piece (linear in the data input, or piecewise linear).
+    /// The layers with golden double-backward values: the bilinear ones, those whose second
+    /// derivative is 0 on every piece (linear in the data input, or piecewise linear), PReLU and
+    /// maxout (bilinear on the selected piece), and the elementwise sigmoid, tanh and ELU.
     public static let doubleBackwardLayers = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat",
-                                              "relu", "leaky_relu"]
+                                              "relu", "leaky_relu", "maxpool2d", "multiclass_hinge", "prelu", "maxout",
+                                              "sigmoid", "tanh", "elu"]
+
+    /// How one tensor of a golden double backward is formed.
+    public enum Source: Sendable {
+        /// Exactly 0.
+        case zero
+        /// Gradient k (0 the data input, then the parameters) of an equivalent case.
+        case equivalent(Case, Int)
+        /// Formed directly, rounded once (`directDoubleBackward`).
+        case direct
+    }
 
     /// The double backward of `c` for the cotangent `w` (the case's tangents, in the layer's
     /// gradient order) and the upstream u: for g = Jᵀu, the gradients of ⟨w, g⟩ with respect to
-    /// the data input and every parameter (with respect to u it is J·w, the JVP along w). Per
-    /// tensor, the equivalent case whose gradient (by index) it is, or nil where it is exactly 0.
+    /// the data input and every parameter (with respect to u it is J·w, the JVP along w), per
+    /// tensor how it is formed.
     /// For conv2d and linear, ⟨w, g⟩ = ⟨w_x, Jᵀu⟩ + ⟨w_W, ∂⟨u, y⟩/∂W⟩ + ⟨w_b, Σu⟩ =
     /// ⟨conv(w_x; W), u⟩ + ⟨u, conv(x; w_W)⟩ + …, so ∂/∂x is the input gradient of the layer with
     /// weight w_W for the upstream u, ∂/∂W the weight gradient of the layer at the input w_x, and
-    /// ∂/∂b = 0. Every other layer here has ∂g/∂(x, θ) = 0.
-    public static func doubleBackwardSources(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [(name: String, shape: [Int], source: (Case, Int)?)] {
+    /// ∂/∂b = 0. PReLU's and maxout's are their `SecondOrder` values (one correctly rounded sum
+    /// of products each, the pieces frozen); sigmoid's, tanh's and ELU's are w·u·f″(x), certified
+    /// (`CertifiedElementwise.secondProduct`). Every other layer here has ∂g/∂(x, θ) = 0.
+    public static func doubleBackwardSources(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [(name: String, shape: [Int], source: Source)] {
         guard doubleBackwardLayers.contains(c.layer) else {
             throw CaseError("tangents", "no golden double-backward values for \(c.layer) yet; layers with them: \(doubleBackwardLayers.joined(separator: ", "))")
         }
-        guard let u = c.upstream else { throw CaseError("upstream", "missing: the double backward needs the upstream") }
+        guard let u = c.upstream ?? (layer is MulticlassHinge ? Tensor(scalar: 1) : nil) else {
+            throw CaseError("upstream", "missing: the double backward needs the upstream")
+        }
         let x = c.input(layer.inputName)!
-        var out = w.map { (name: $0.name, shape: $0.tensor.shape, source: Optional<(Case, Int)>.none) }
+        var out = w.map { (name: $0.name, shape: $0.tensor.shape, source: Source.zero) }
         func equivalent(_ input: Tensor, _ weight: Tensor) -> Case {
             var inputs = [NamedTensor("x", input), NamedTensor("weight", weight)]
             if c.layer == "linear" { inputs.append(NamedTensor("bias", Tensor(zeros: [weight.shape[0]]))) }
             return Case(id: "\(c.id)#double-backward", layer: c.layer, config: c.config, inputs: inputs, upstream: u)
         }
-        if layer is Conv2D || layer is Linear {
+        switch layer {
+        case is Conv2D, is Linear:
             let weight = layer.parameters[0].tensor
-            out[0].source = (equivalent(x, w[1].tensor), 0)
-            out[1].source = (equivalent(w[0].tensor, weight), 1)
+            out[0].source = .equivalent(equivalent(x, w[1].tensor), 0)
+            out[1].source = .equivalent(equivalent(w[0].tensor, weight), 1)
+        case is PReLU:
+            out[0].source = .direct
+            out[1].source = .direct
+        case is Maxout:
+            out[0].source = .direct
+            out[1].source = .direct
+        case is Sigmoid, is Tanh, is ELU:
+            out[0].source = .direct
+        default:
+            break
         }
         return out
     }
 
+    /// The tensors of the double backward formed directly (`Source.direct`), by the layer's
+    /// gradient order; the others are not read.
+    static func directDoubleBackward(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) -> [Tensor] {
+        let x = c.input(layer.inputName)!, u = c.upstream!
+        func elementwise(_ f: (Double, Double, Double) -> Double) -> [Tensor] {
+            [Tensor(shape: x.shape, scalars: x.scalars.indices.map { f(x[$0], w[0].tensor[$0], u[$0]) })]
+        }
+        switch layer {
+        case is Sigmoid: return elementwise(CertifiedElementwise.sigmoidSecondProduct)
+        case is Tanh: return elementwise(CertifiedElementwise.tanhSecondProduct)
+        case let elu as ELU: return elementwise { CertifiedElementwise.eluSecondProduct($0, alpha: elu.alpha, $1, $2) }
+        case let l as any SecondOrder:
+            // PReLU, Maxout: one CorrectlyRounded sum of products per value, or an exact product.
+            let g = l.doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w[0].tensor, parameters: w.dropFirst().map(\.tensor))).gradients
+            return [g.input] + g.parameters
+        default:
+            fatalError("\(c.layer) has direct double-backward values without a formula")
+        }
+    }
+
     /// The correctly rounded double backward of `c` for the cotangent `w` (zeros exactly 0).
     public static func doubleBackward(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [NamedTensor] {
-        try doubleBackwardSources(c, layer: layer, cotangents: w).map { name, shape, source throws(CaseError) in
-            guard let (e, k) = source else { return NamedTensor(name, Tensor(zeros: shape)) }
-            return NamedTensor(name, try value(e, k))
+        let sources = try doubleBackwardSources(c, layer: layer, cotangents: w)
+        let direct = sources.contains { if case .direct = $0.source { true } else { false } } ? directDoubleBackward(c, layer: layer, cotangents: w) : []
+        var out: [NamedTensor] = []
+        for (k, (name, shape, source)) in sources.enumerated() {
+            switch source {
+            case .zero: out.append(NamedTensor(name, Tensor(zeros: shape)))
+            case .equivalent(let e, let i): out.append(NamedTensor(name, try value(e, i)))
+            case .direct: out.append(NamedTensor(name, direct[k]))
+            }
         }
+        return out
     }
 
     /// The correctly rounded JVP of `c` along `tangents`.
     public static func jvp(_ c: Case, layer: any Layer, tangents: [NamedTensor]) throws(CaseError) -> Tensor {
+        if directLayers.contains(c.layer) { return directJVP(c, layer: layer, tangents: tangents) }
         let (e, reading) = try equivalent(c, layer: layer, tangents: tangents)
         return try value(e, reading == .output ? nil : 0)
     }

