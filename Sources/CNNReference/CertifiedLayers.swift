@@ -132,6 +132,39 @@ enum CertifiedElementwise {
         }
     }
 
+    /// The JVP ẋ·f_x + β̇·f_β = σ(z)·(ẋ + σ(−z)·(ẋ·z + β̇·x²)) with z = βx exactly, or nil for
+    /// non-finite operands.
+    static func swishJVP(_ x: Double, beta: Double, _ tx: Double, _ tb: Double) -> Double? {
+        guard x.isFinite, beta.isFinite, tx.isFinite, tb.isFinite else { return nil }
+        if tx == 0 && (tb == 0 || x == 0) {
+            // Two exact zeros, ẋ·f_x and β̇·f_β (f_β = x²·σ′ ≥ 0): −0 only when both are −0.
+            let fx = x == 0 || beta == 0 ? 0.5 : (swishGradient(x, beta: beta, 1) ?? 1)
+            return (tx * fx) + (tb * (x == 0 ? 0 : 1))
+        }
+        if x == 0 || beta == 0 {
+            // σ(0) = ½: ẋ/2 + β̇·x²/4, a rational.
+            let r = Rational(tx) * Rational(0.5) + Rational(tb) * Rational(x) * Rational(x) * Rational(0.25)
+            return r.double
+        }
+        // z ≠ 0 is rational, so e^z is not (Lindemann): the bracket vanishes only if ẋ = 0 and
+        // ẋ·z + β̇·x² = 0, i.e. ẋ = β̇ = 0, handled above. The sign is asked only when the value
+        // left MPFR's exponent range: for z ≪ 0, σ(−z) = 1 − σ(z) and the bracket is
+        // ẋ·(1 + z) + β̇·x² up to σ(z)·(ẋ·z + β̇·x²); for z ≫ 0 it is ẋ + σ(−z)·β̇·x² when ẋ = 0.
+        let z = Rational(beta) * Rational(x)
+        func sign() -> FloatingPointSign? {
+            if z.signum < 0 {
+                let r = Rational(tx) * (Rational.one + z) + Rational(tb) * Rational(x) * Rational(x)
+                return r.isZero ? tx.sign : (r.signum < 0 ? .minus : .plus)
+            }
+            return tx != 0 ? tx.sign : tb.sign
+        }
+        return Certified.round(sign: sign) { p in
+            let z = Interval.product(beta, x, precision: p)
+            let t = iv(tx, p)
+            return z.logistic * (t + (-z).logistic * (t * z + iv(tb, p) * Interval.product(x, x, precision: p)))
+        }
+    }
+
     /// dL/dβ = Σ dy·x²·σ(βx)·σ(−βx), or nil for non-finite operands.
     static func swishBetaGradient(_ x: [Double], beta: Double, _ dy: [Double]) -> Double? {
         guard beta.isFinite, x.allSatisfy(\.isFinite), dy.allSatisfy(\.isFinite) else { return nil }

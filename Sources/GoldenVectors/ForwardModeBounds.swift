@@ -42,6 +42,22 @@ extension ErrorModel {
                 let ch = a.count == 1 ? 0 : (i / inner) % x.shape[1]
                 return x[i] > 0 ? tx[i].magnitude : (a[ch] * tx[i]).magnitude + (ta[ch] * x[i]).magnitude
             }, storage: 1)
+        case let swish as Swish:
+            // ẋ·σ(z) + x·σ′(z)·(β̇·x + β·ẋ), z = βx (forward-mode autodiff of x·σ(βx)): σ(z) and
+            // σ′(z) as for the backward pass (z rounded once: condition 1 + |z|; σ′ = σ(1 − σ) with
+            // 1 − σ's absolute error of u·σ), the products and the sum; βx, σ, the products stored.
+            let beta = swish.beta, tb = t[1].tensor[0]
+            let m = x.scalars.indices.map { i -> Double in
+                let z = beta * x[i], s = logistic(z), condition = 1 + z.magnitude
+                let outer = (tb * x[i]).magnitude + (beta * tx[i]).magnitude
+                return condition * (tx[i].magnitude * s + x[i].magnitude * s * outer)
+            }
+            var s = constant(12, m, storage: 4)
+            // σ(z) flushed to zero, times ẋ and x·(β̇x + βẋ).
+            s.underflowScale = x.scalars.indices.map { i in
+                (tx[i].magnitude + x[i].magnitude * ((tb * x[i]).magnitude + (beta * tx[i]).magnitude)) * (1 + (beta * x[i]).magnitude)
+            }
+            return s
         case let hinge as MulticlassHinge:
             // Σ over the active terms of ṡ_ij − ṡ_iy, then the division by N.
             let (n, classes) = (x.shape[0], x.shape[1])

@@ -36,6 +36,29 @@ import Testing
         for v in violations { Issue.record("\(v.caseID) \(v.tensor)\(v.index): ours \(v.ours), oracle \(v.truth) (\(v.ulps) ulp)") }
     }
 
+    /// Swish's certified JVP σ(z)·(ẋ + σ(−z)·(ẋz + β̇x²)) at its branches, against the oracle:
+    /// β = ±0 (σ(0) = ½, a rational value, with ẋ = −β̇x²/2 cancelling exactly), x = ±0, and βx
+    /// of ±1e300 (σ(βx) or σ(−βx) below even MPFR's exponent range).
+    @Test func swishJVPAtItsBranches() throws {
+        let template = try #require(Self.twins.first { $0.layer == "swish" })
+        var checked = 0
+        for beta in [0, -0.0, 0.75, -3, 1e150, -1e150] {
+            let xs: [Double] = beta == 0 ? [-3, 0, 5e-324, 2, 1e150, -0.0] : [-1e150, -3, 0, 5e-324, 2, 1e150]
+            for tb in [0, 3, -0.5, 1e-300] {
+                let tx = xs.enumerated().map { k, x in beta == 0 ? -tb * x * x / 2 : [1, -2, 0.5, 1e-300, -1e300, 0][k] }
+                var c = template
+                c.inputs = [NamedTensor("x", Tensor(shape: [6], scalars: xs)), NamedTensor("beta", Tensor(shape: [1], scalars: [beta]))]
+                c.tangents = [NamedTensor("x", Tensor(shape: [6], scalars: tx)), NamedTensor("beta", Tensor(shape: [1], scalars: [tb]))]
+                c.upstream = Tensor(shape: [6], scalars: [1, -1, 2, 0.5, -3, 1])
+                c.expected = nil
+                let (n, violations) = Oracle.jvpViolations(try c.evaluated())
+                checked += n
+                for v in violations { Issue.record("swish β \(beta) β̇ \(tb) jvp\(v.index): ours \(v.ours), oracle \(v.truth)") }
+            }
+        }
+        #expect(checked == 6 * 4 * 6)
+    }
+
     /// The edges: each layer's first twin with its inputs, parameters, tangents and upstream
     /// redrawn (seeded) from ±0, subnormals, 1e±300 and values up to ±1.5e308 (softmax, whose
     /// oracle needs bits in proportion to the logit gaps, up to ±30): every JVP and double
