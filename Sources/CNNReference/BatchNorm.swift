@@ -211,6 +211,40 @@ public struct BatchNorm2D: Layer {
         }
         return Gradients(input: dx, parameters: [dgamma, dbeta])
     }
+
+    /// The JVP along (ẋ, γ̇, β̇), rounded once: J·ẋ is the input gradient for the upstream ẋ
+    /// (J is symmetric), so ẏ_i = β̇ + q_i/√(σ² + ε) with the rational
+    /// q_i = γ·(ẋ_i − mean ẋ − (x_i − μ)·Σẋ(x − μ)/(m(σ² + ε))) + γ̇·(x_i − μ) in training,
+    /// γ·ẋ_i + γ̇·(x_i − μ) in eval: `affineOverRoot` again (β̇ exactly when q_i = 0). Non-finite
+    /// operands in a channel: the double-double `jvp` (IEEE).
+    public func certifiedJVP(_ x: Tensor, tangents t: [Tensor]) -> Tensor {
+        let s = x.shape, tx = t[0], tg = t[1], tb = t[2]
+        let fallback = jvp(x, tangents: Tangents(input: tx, parameters: [tg, tb]))
+        var y = x
+        for c in 0..<s[1] {
+            let idx = indices(s, c)
+            let values = idx.map { x[$0] }, ts = idx.map { tx[$0] }
+            guard channelIsFinite(values, c) && ts.allSatisfy(\.isFinite) && tg[c].isFinite && tb[c].isFinite else {
+                for i in idx { y[i] = fallback[i] }
+                continue
+            }
+            let st = statistics(values, channel: c)
+            let g = Rational(weight[c]), dg = Rational(tg[c]), db = Rational(tb[c])
+            let m = Rational(BigInt(values.count))
+            var total = Rational.zero, product = Rational.zero     // Σẋ, Σẋ(x − μ)
+            for (tk, d) in zip(ts, st.centred) where tk != 0 {
+                total = total + Rational(tk)
+                product = product + Rational(tk) * d
+            }
+            let mean = total / m, slope = training ? product / (m * st.denominator) : .zero
+            for (k, i) in idx.enumerated() {
+                let inner = training ? Rational(ts[k]) - mean - st.centred[k] * slope : Rational(ts[k])
+                let q = g * inner + dg * st.centred[k]
+                y[i] = q.isZero ? tb[c] + 0.0 : Self.affineOverRoot(db, q, st)
+            }
+        }
+        return y
+    }
 }
 
 import BigInt

@@ -31,8 +31,11 @@ public enum ForwardMode {
     /// terms are one correctly rounded sum of products (their `SecondOrder` JVPs); log-softmax
     /// ẏ_k = ẋ_k − Σ_j p_j·ẋ_j and the cross-entropy Σ_i (Σ_j p_ij·ṡ_ij − ṡ_{i,y_i})/N are certified
     /// (`CentredUpstream`, with its exact zeros by Lindemann–Weierstrass); swish's
-    /// ẋ·f_x + β̇·f_β is certified per element (`CertifiedElementwise.swishJVP`).
-    public static let directLayers = ["maxpool2d", "maxout", "prelu", "multiclass_hinge", "log_softmax", "softmax_cross_entropy", "swish"]
+    /// ẋ·f_x + β̇·f_β is certified per element (`CertifiedElementwise.swishJVP`); batch norm's
+    /// and LRN's are a rational over a square root or times a power of a rational
+    /// (`certifiedJVP`).
+    public static let directLayers = ["maxpool2d", "maxout", "prelu", "multiclass_hinge", "log_softmax", "softmax_cross_entropy", "swish",
+                                      "batchnorm2d", "lrn"]
 
     /// The JVP of a layer of `directLayers`, correctly rounded.
     static func directJVP(_ c: Case, layer: any Layer, tangents t: [NamedTensor]) -> Tensor {
@@ -60,6 +63,10 @@ public enum ForwardMode {
             let tangents = (0..<n).map { Array(t[0].tensor.scalars[$0 * classes..<($0 + 1) * classes]) }
             return Tensor(scalar: CertifiedLosses.crossEntropyJVP(rows, labels: l.labels, tangents: tangents,
                                                                   divisor: l.reduction == .mean ? Double(n) : 1))
+        case let l as BatchNorm2D:
+            return l.certifiedJVP(x, tangents: t.map(\.tensor))
+        case let l as LRN:
+            return l.certifiedJVP(x, tangent: t[0].tensor)
         case let l as Swish:
             let tx = t[0].tensor, tb = t[1].tensor[0]
             let fallback = l.jvp(x, tangents: Tangents(input: tx, parameters: [t[1].tensor]))   // non-finite operands: IEEE in double-double

@@ -163,6 +163,32 @@ public struct LRN: Layer {
         }
         return Gradients(input: Tensor(shape: s, scalars: dx))
     }
+
+    /// The JVP along ȧ, rounded once: ḃ_c = S_c^(−β−1)·R_c with the rational
+    /// R_c = ȧ_c·S_c − (2αβ/size)·a_c·Σ_{j ∈ window(c)} a_j·ȧ_j, so it is 0 exactly when R_c is
+    /// (an exact zero, +0), rational when S_c^(−β−1) is, and has R_c's sign. Non-finite operands:
+    /// the double-double `jvp` (IEEE).
+    public func certifiedJVP(_ x: Tensor, tangent t: Tensor) -> Tensor {
+        guard x.scalars.allSatisfy(\.isFinite), t.scalars.allSatisfy(\.isFinite) else {
+            return jvp(x, tangents: Tangents(input: t, parameters: []))
+        }
+        let s = x.shape, plane = s[2] * s[3], channels = s[1], b = bases(x)
+        let coefficient = Rational(2.0) * Rational(alpha) * Rational(beta) / Rational(BigInt(size))
+        return Tensor(shape: s, scalars: (0..<x.count).map { i in
+            let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+            var dot = Rational.zero
+            for j in window(c, channels: channels) {
+                let k = (n * channels + j) * plane + p
+                if x[k] != 0 && t[k] != 0 { dot = dot + Rational(x[k]) * Rational(t[k]) }
+            }
+            let r = Rational(t[i]) * b[i] - coefficient * Rational(x[i]) * dot
+            if r.isZero { return 0 }
+            if let pw = b[i].power(-beta - 1) { return (r * pw).double }
+            return Certified.round(sign: { r.signum < 0 ? .minus : .plus }) { prec in
+                Interval(r, precision: prec) * Interval(b[i], precision: prec).power(-beta - 1)
+            }
+        })
+    }
 }
 
 import Foundation

@@ -3,7 +3,7 @@ import CNNReference
 extension Catalogue {
     /// Forward-mode vectors (`jvp/<case id>`, `cnnref-case-2`): for every layer with golden JVPs
     /// (`ForwardMode.layers`), each of its exact-in-float32 and exact-in-bfloat16 cases and its
-    /// first two full-double cases, with tangents of the same value family seeded by the new id,
+    /// first two full-double cases (and, for batch norm, its first in eval mode), with tangents of the same value family seeded by the new id,
     /// so an engine's forward mode is judged at float64, float32 and bfloat16.
     mutating func forwardModeVectors() {
         let families: [ValueKind] = [.exactFloat32, .exactBfloat16, .fullDouble]
@@ -11,7 +11,13 @@ extension Catalogue {
         for layer in ForwardMode.layers {
             for kind in families {
                 let chosen = cases.filter { $0.layer == layer && $0.tags.first == kind.rawValue }
-                for c in kind == .fullDouble ? Array(chosen.prefix(2)) : chosen {
+                var picked = kind == .fullDouble ? Array(chosen.prefix(2)) : chosen
+                // Batch norm's two modes are two functions: both get a twin.
+                if kind == .fullDouble, layer == BatchNorm2D.id, let eval = chosen.first(where: { c in
+                    c.config.contains { $0.0 == "training" && $0.1 == .bool(false) } }), !picked.contains(where: { $0.id == eval.id }) {
+                    picked.append(eval)
+                }
+                for c in picked {
                     let built = try! LayerRegistry.makeLayer(c)   // the catalogue is ours: a failure here is a bug
                     var twin = c
                     twin.id = "jvp/\(c.id)"

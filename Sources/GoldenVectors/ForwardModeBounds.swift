@@ -58,6 +58,33 @@ extension ErrorModel {
                 (tx[i].magnitude + x[i].magnitude * ((tb * x[i]).magnitude + (beta * tx[i]).magnitude)) * (1 + (beta * x[i]).magnitude)
             }
             return s
+        case let bn as BatchNorm2D:
+            // J·ẋ as the input gradient for the upstream ẋ (J is symmetric), then γ̇·x̂ + β̇ with
+            // x̂'s own error.
+            let model = BatchNormErrorModel(bn, x: x, dy: tx)
+            var s = model.gradients([])[0]
+            let inner = x.shape[2] * x.shape[3], channels = x.shape[1]
+            for i in s.magnitude.indices {
+                let c = (i / inner) % channels
+                s.magnitude[i] += t[1].tensor[c].magnitude * (model.xhat[i].magnitude + model.xhatError[i]) + t[2].tensor[c].magnitude
+                s.terms[i] += 3
+            }
+            return s
+        case let lrn as LRN:
+            // ȧ·S^−β − β·a·S^(−β−1)·(2α/size)·Σ a_j·ȧ_j from the composition's steps: the backward
+            // pass's model with the window's products in place of the upstream's.
+            let s = x.shape, plane = s[2] * s[3], channels = s[1], b = lrn.beta.magnitude
+            let bases = (0..<x.count).map { i -> Double in
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                let q = lrn.window(c, channels: channels).reduce(0.0) { let v = x[(n * channels + $1) * plane + p]; return $0 + v * v }
+                return lrn.k + lrn.alpha * q / Double(lrn.size)
+            }
+            let m = (0..<x.count).map { i -> Double in
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                let dot = lrn.window(c, channels: channels).reduce(0.0) { let k = (n * channels + $1) * plane + p; return $0 + (x[k] * tx[k]).magnitude }
+                return (tx[i].magnitude * pow(bases[i], -lrn.beta) + 2 * lrn.alpha * b / Double(lrn.size) * x[i].magnitude * pow(bases[i], -lrn.beta - 1) * dot) * (2 + b)
+            }
+            return constant(Double(2 * min(lrn.size, channels) + 10), m, storage: 4)
         case let hinge as MulticlassHinge:
             // Σ over the active terms of ṡ_ij − ṡ_iy, then the division by N.
             let (n, classes) = (x.shape[0], x.shape[1])

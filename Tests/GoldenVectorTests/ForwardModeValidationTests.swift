@@ -130,7 +130,7 @@ import Testing
     }
 
     /// A forward-mode file that is wrong is refused naming the field: no tangents, a tangent of
-    /// the wrong shape or missing, a layer without golden JVPs.
+    /// the wrong shape or missing, a double backward on a layer without golden ones.
     @Test func badForwardModeCasesNameTheField() throws {
         let c = try #require(Self.twins.first { $0.layer == "linear" })
         func error(_ edit: (inout Case) -> Void) -> String {
@@ -141,12 +141,17 @@ import Testing
         #expect(error { _ in } == "")
         #expect(error { $0.tangents![1].tensor = Tensor(zeros: [1]) }.hasPrefix("tangents.weight.shape: expected"))
         #expect(error { $0.tangents!.removeLast() }.hasPrefix("tangents.bias: missing"))
-        let lrn = try #require(try VectorSet.loadAll(vectors).cases.first { $0.layer == "lrn" })
-        var d = lrn
-        d.expected = nil
-        d.tangents = [NamedTensor("x", d.input("x")!)]
-        do { _ = try CaseDecoder().decode(d.json); Issue.record("an lrn case with tangents decoded") } catch {
-            #expect("\(error)".hasPrefix("tangents: no golden forward-mode values for lrn"), "\(error)")
+        // Every layer has golden JVPs; lrn has no golden double backward, so the field is refused.
+        #expect(Set(ForwardMode.layers) == Set(LayerRegistry.ids))
+        let lrn = try #require(Self.twins.first { $0.layer == "lrn" })
+        var lrnJSON = lrn.json
+        if case .object(var top) = lrnJSON, let k = top.firstIndex(where: { $0.0 == "expected" }), case .object(var expected) = top[k].1 {
+            expected.append(("double_backward", .object([("x", lrn.input("x")!.json)])))
+            top[k].1 = .object(expected)
+            lrnJSON = .object(top)
+        }
+        do { _ = try CaseDecoder().decode(lrnJSON); Issue.record("an lrn twin with a double backward decoded") } catch {
+            #expect("\(error)".hasPrefix("expected.double_backward: unknown field"), "\(error)")
         }
         var json = c.json
         if case .object(var members) = json { members.removeAll { $0.0 == "tangents" }; json = .object(members) }

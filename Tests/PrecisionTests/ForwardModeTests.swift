@@ -8,7 +8,8 @@ import Testing
 /// rounded once, by the oracle's own backward pass (ẏ_k = Σ⟨Jᵀe_k, tangent⟩, MPFR), at six
 /// output positions of every case (all of a small output).
 @Suite struct ForwardModeTests {
-    static let twins = Catalogue().cases.filter { $0.tangents != nil }
+    static let catalogue = Catalogue().cases
+    static let twins = catalogue.filter { $0.tangents != nil }
 
     @Test func everyLayerWithGoldenJVPsHasVectorsAtThreePrecisions() {
         for layer in ForwardMode.layers {
@@ -57,6 +58,29 @@ import Testing
             }
         }
         #expect(checked == 6 * 4 * 6)
+    }
+
+    /// Batch norm's and LRN's JVPs at their exact branches, against the oracle at every element:
+    /// a channel of equal values (σ² = 0), a rational √(σ² + ε), eval mode, rational powers
+    /// (β = 1, S^β = 8), and tangents that cancel (equal tangents in a channel: J·ẋ = 0 in
+    /// training, so ẏ = γ̇·x̂ + β̇; zero tangents).
+    @Test(arguments: ["batchnorm2d/train-variance-0-channel-2x3x2x2-eps-1e-5", "batchnorm2d/eval-variance-0-channel-2x3x2x2-eps-1e-3",
+                      "batchnorm2d/train-rational-root", "batchnorm2d/train-momentum-1-nchw-3x2x2x2-eps-1e-5",
+                      "lrn/rational-powers", "lrn/size-7-wider-than-c-beta-1-1x4x2x2-exact", "lrn/size-4-even-1x5x2x2-exact"])
+    func normalisationJVPsAtTheirExactBranches(id: String) throws {
+        let template = try #require(Self.catalogue.first { $0.id == id })
+        let layer = try LayerRegistry.makeLayer(template)
+        let x = template.input(layer.inputName)!
+        for (seed, pattern) in [[0.5, -1.5, 2, 0.25], [1, 1, 1, 1], [0, -0.0, 0, 3]].enumerated() {
+            var c = template
+            c.expected = nil
+            c.tangents = [NamedTensor(layer.inputName, Tensor(shape: x.shape, scalars: x.scalars.indices.map { pattern[$0 % 4] }))]
+                + layer.parameters.map { p in NamedTensor(p.name, Tensor(shape: p.tensor.shape, scalars: p.tensor.scalars.indices.map { pattern[($0 + seed) % 4] })) }
+            let e = try c.evaluated()
+            let (checked, violations) = Oracle.jvpViolations(e, elements: x.count)
+            #expect(checked == x.count)
+            for v in violations { Issue.record("\(id) pattern \(seed) jvp\(v.index): ours \(v.ours), oracle \(v.truth)") }
+        }
     }
 
     /// The edges: each layer's first twin with its inputs, parameters, tangents and upstream

@@ -226,7 +226,7 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
     the run still writes every other case. Exit status 0 unless the vectors or the output file
     cannot be read or written.
 
-    `jvp`, when given, is jvp(case, precision) -> (output, JVP): a forward-mode case's output
+    `jvp`, when given, is jvp(case, precision) -> (output, JVP, further outputs): a forward-mode case's output
     and its JVP along the case's "tangents" (cnnref-case-2, the manifest's "jvp_cases"), written
     as the block's "outputs" and "jvp" (no gradients: those are judged in the cnnref-case-1
     case); without it those cases are listed as unsupported. `double_backward`, when given, is
@@ -283,8 +283,8 @@ def main(engine, run_case, description, unsupported_precisions=None, enter_preci
         try:
             if "tangents" in case:
                 # The first-order values of a forward-mode case are its cnnref-case-1 twin's.
-                y, jv = jvp(case, precision)
-                block = {"outputs": {output_name(case["layer"]): y}, "jvp": {output_name(case["layer"]): jv}}
+                y, jv, extra = jvp(case, precision)
+                block = {"outputs": {output_name(case["layer"]): y, **extra}, "jvp": {output_name(case["layer"]): jv}}
                 if "double_backward" in case.get("expected", {}) and double_backward:
                     block["double_backward"] = double_backward(case, precision)
             else:

@@ -276,14 +276,15 @@ def run_jvp(case, precision):
 
     def f(*args):
         y = LAYERS[layer](case, dict(arrays, **dict(zip(keep, args))))
-        return y[0] if isinstance(y, tuple) else y
+        # Further outputs (batch norm's running statistics) ride along as aux, not differentiated.
+        return (y[0], y[1]) if isinstance(y, tuple) else (y, {})
 
     tangents = tuple(jnp.asarray(case["tangents"][n].numpy(dtype)) for n in keep)
     try:
-        y, jv = jax.jvp(f, tuple(arrays[n] for n in keep), tangents)
+        y, jv, extra = jax.jvp(f, tuple(arrays[n] for n in keep), tangents, has_aux=True)
     except NotImplementedError as error:
         raise Unsupported(f"JAX: {str(error).strip().splitlines()[0]}") from None
-    return np.asarray(y), np.asarray(jv)
+    return np.asarray(y), np.asarray(jv), {n: np.asarray(v) for n, v in extra.items()}
 
 
 def run_double_backward(case, precision):

@@ -241,15 +241,16 @@ def run_jvp(case, precision):
 
     def f(*args):
         y = LAYERS[layer](case, dict(leaves, **dict(zip(names, args))))
-        return y[0] if isinstance(y, tuple) else y
+        # Further outputs (batch norm's running statistics) ride along as aux, not differentiated.
+        return (y[0], {n: v.detach() for n, v in y[1].items()}) if isinstance(y, tuple) else (y, {})
 
     tangents = tuple(_tensor(case["tangents"][n].numpy(precision.host_dtype), precision) for n in names)
     try:
-        y, jv = torch.func.jvp(f, tuple(leaves[n] for n in names), tangents)
+        y, jv, extra = torch.func.jvp(f, tuple(leaves[n] for n in names), tangents, has_aux=True)
     except (RuntimeError, NotImplementedError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise Unsupported(f"PyTorch's forward AD: {message}") from None
-    return _results(y), _results(jv)
+    return _results(y), _results(jv), {n: _results(v) for n, v in extra.items()}
 
 
 def run_double_backward(case, precision):
