@@ -214,6 +214,31 @@ enum CertifiedElementwise {
     }
 }
 
+/// An exact rational (Σ terms)/divisor, divisor > 0, that scales a certified value before its
+/// one rounding.
+struct RationalScale {
+    let terms: [Double], divisor: Double
+    /// The sign of Σ terms (a correctly rounded sum is 0 exactly when the sum is).
+    private let sum: Double
+
+    init(_ terms: [Double], dividedBy divisor: Double = 1) {
+        self.terms = terms
+        self.divisor = divisor
+        sum = CorrectlyRounded.sum { acc in for t in terms { acc.add(t) } }
+    }
+
+    static let one = RationalScale([1])
+    var isOne: Bool { terms == [1] && divisor == 1 }
+    var isZero: Bool { sum == 0 }
+    var isNegative: Bool { sum < 0 }
+
+    func enclosure(_ p: Int) -> Interval {
+        var s = Interval(0, precision: p)
+        for t in terms { s = s + Interval(t, precision: p) }
+        return divisor == 1 ? s : s / Interval(divisor, precision: p)
+    }
+}
+
 /// One slice of softmax logits (finite maximum, no NaN, no +∞), with its exponentials
 /// e^(x_j − m) and their sum S = 1 + R as intervals, per precision.
 final class CertifiedSlice {
@@ -273,27 +298,44 @@ final class CertifiedSlice {
         }
     }
 
-    /// Softmax backward: p_k·(dy_k − Σ_j dy_j·p_j) for finite dy.
-    func softmaxGradient(_ dy: [Double]) -> [Double] {
+    /// Softmax backward: r·p_k·(dy_k − Σ_j dy_j·p_j) for finite dy and an exact rational r
+    /// (1 for the backward pass; −Σu for log-softmax's double backward, u/N for the
+    /// cross-entropy's), rounded once.
+    func softmaxGradient(_ dy: [Double], scaledBy r: RationalScale = .one) -> [Double] {
         let n = x.count
+        if r.isZero { return dy.map { _ in 0 } }
         if allEqual {
-            // p = 1/n on the finite entries: dx_k = (n·dy_k − T)/n² with T = Σ_finite dy_j.
+            // p = 1/n on the finite entries: dx_k = r·(n·dy_k − T)/n² with T = Σ_finite dy_j.
             let nf = Double(finiteCount)
-            return (0..<n).map { k in
-                let numerator = CorrectlyRounded.sum(dividedBy: x[k] == -.infinity ? 1 : nf * nf) { acc in
+            func numerator(_ k: Int, dividedBy d: Double) -> Double {
+                CorrectlyRounded.sum(dividedBy: d) { acc in
                     acc.add(dy[k], times: nf)
                     for j in 0..<n where x[j] != -.infinity { acc.add(-dy[j]) }
                 }
-                return x[k] == -.infinity ? signedZero(numerator < 0) : numerator
+            }
+            return (0..<n).map { k in
+                if r.isOne && x[k] != -.infinity { return numerator(k, dividedBy: nf * nf) }
+                let sign = numerator(k, dividedBy: 1)   // 0 exactly when n·dy_k = T
+                if sign == 0 { return 0 }
+                let negative = (sign < 0) != r.isNegative
+                if x[k] == -.infinity { return signedZero(negative) }
+                return Certified.round(sign: { negative ? .minus : .plus }) { p in
+                    var c = Interval.product(dy[k], nf, precision: p)
+                    for j in 0..<n where x[j] != -.infinity { c = c - Interval(dy[j], precision: p) }
+                    return c * r.enclosure(p) / Interval(nf * nf, precision: p)
+                }
             }
         }
         let centred = CentredUpstream(self, dy)
         return (0..<n).map { k in
             if centred.isZero(k) { return 0 }
-            if x[k] == -.infinity { return signedZero(centred.sign(k) == .minus) }
-            return Certified.round(sign: { centred.sign(k) }) { p in
+            // The sign is costly: asked only for −∞ entries and values below the subnormals.
+            func negative() -> Bool { (centred.sign(k) == .minus) != r.isNegative }
+            if x[k] == -.infinity { return signedZero(negative()) }
+            return Certified.round(sign: { negative() ? .minus : .plus }) { p in
                 let l = level(p)
-                return l.e[k]! / l.total * centred.enclosure(k, p)
+                let value = l.e[k]! / l.total * centred.enclosure(k, p)
+                return r.isOne ? value : value * r.enclosure(p)
             }
         }
     }

@@ -151,10 +151,17 @@ public enum ForwardMode {
 
     /// The layers with golden double-backward values: the bilinear ones, those whose second
     /// derivative is 0 on every piece (linear in the data input, or piecewise linear), PReLU and
-    /// maxout (bilinear on the selected piece), and the elementwise sigmoid, tanh and ELU.
+    /// maxout (bilinear on the selected piece), the elementwise sigmoid, tanh and ELU, and
+    /// log-softmax and the cross-entropy (a rational times softmax's Jacobian).
     public static let doubleBackwardLayers = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat",
                                               "relu", "leaky_relu", "maxpool2d", "multiclass_hinge", "prelu", "maxout",
-                                              "sigmoid", "tanh", "elu"]
+                                              "sigmoid", "tanh", "elu", "log_softmax", "softmax_cross_entropy"]
+
+    /// The upstream u of the double backward: the case's, or 1 for a loss (its output is the
+    /// objective, so a loss case has none).
+    public static func upstream(_ c: Case) -> Tensor? {
+        c.upstream ?? (LayerRegistry.spec(c.layer)?.isLoss == true ? Tensor(scalar: 1) : nil)
+    }
 
     /// How one tensor of a golden double backward is formed.
     public enum Source: Sendable {
@@ -175,12 +182,16 @@ public enum ForwardMode {
     /// weight w_W for the upstream u, ∂/∂W the weight gradient of the layer at the input w_x, and
     /// ∂/∂b = 0. PReLU's and maxout's are their `SecondOrder` values (one correctly rounded sum
     /// of products each, the pieces frozen); sigmoid's, tanh's and ELU's are w·u·f″(x), certified
-    /// (`CertifiedElementwise.secondProduct`). Every other layer here has ∂g/∂(x, θ) = 0.
+    /// (`CertifiedElementwise.secondProduct`). Log-softmax's g = u − p·Σu gives
+    /// ∂⟨w, g⟩/∂x = −Σu·J_softmax·w per slice, the cross-entropy's g_i = (u/N)·(p_i − e_{y_i})
+    /// gives (u/N)·J_softmax(s_i)·w_i per row: J_softmax·w = p ⊙ (w − ⟨p, w⟩) scaled by the
+    /// rational before its one rounding (`CertifiedSlice.softmaxGradient`). Every other layer here
+    /// has ∂g/∂(x, θ) = 0.
     public static func doubleBackwardSources(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [(name: String, shape: [Int], source: Source)] {
         guard doubleBackwardLayers.contains(c.layer) else {
             throw CaseError("tangents", "no golden double-backward values for \(c.layer) yet; layers with them: \(doubleBackwardLayers.joined(separator: ", "))")
         }
-        guard let u = c.upstream ?? (layer is MulticlassHinge ? Tensor(scalar: 1) : nil) else {
+        guard let u = upstream(c) else {
             throw CaseError("upstream", "missing: the double backward needs the upstream")
         }
         let x = c.input(layer.inputName)!
@@ -201,7 +212,7 @@ public enum ForwardMode {
         case is Maxout:
             out[0].source = .direct
             out[1].source = .direct
-        case is Sigmoid, is Tanh, is ELU:
+        case is Sigmoid, is Tanh, is ELU, is LogSoftmax, is SoftmaxCrossEntropy:
             out[0].source = .direct
         default:
             break
@@ -212,7 +223,7 @@ public enum ForwardMode {
     /// The tensors of the double backward formed directly (`Source.direct`), by the layer's
     /// gradient order; the others are not read.
     static func directDoubleBackward(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) -> [Tensor] {
-        let x = c.input(layer.inputName)!, u = c.upstream!
+        let x = c.input(layer.inputName)!, u = upstream(c)!
         func elementwise(_ f: (Double, Double, Double) -> Double) -> [Tensor] {
             [Tensor(shape: x.shape, scalars: x.scalars.indices.map { f(x[$0], w[0].tensor[$0], u[$0]) })]
         }
@@ -220,6 +231,15 @@ public enum ForwardMode {
         case is Sigmoid: return elementwise(CertifiedElementwise.sigmoidSecondProduct)
         case is Tanh: return elementwise(CertifiedElementwise.tanhSecondProduct)
         case let elu as ELU: return elementwise { CertifiedElementwise.eluSecondProduct($0, alpha: elu.alpha, $1, $2) }
+        case let l as LogSoftmax:
+            return [softmaxJacobianScaled(x, cotangent: w[0].tensor, slices: l.slices(x.shape), layer: l, upstream: u) { slice in
+                RationalScale(slice.map { -u[$0] })
+            }]
+        case let l as SoftmaxCrossEntropy:
+            let (n, classes) = (x.shape[0], x.shape[1])
+            let scale = RationalScale([u[0]], dividedBy: l.reduction == .mean ? Double(n) : 1)
+            return [softmaxJacobianScaled(x, cotangent: w[0].tensor, slices: (0..<n).map { Array($0 * classes..<($0 + 1) * classes) },
+                                          layer: l, upstream: u) { _ in scale }]
         case let l as any SecondOrder:
             // PReLU, Maxout: one CorrectlyRounded sum of products per value, or an exact product.
             let g = l.doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w[0].tensor, parameters: w.dropFirst().map(\.tensor))).gradients
@@ -227,6 +247,27 @@ public enum ForwardMode {
         default:
             fatalError("\(c.layer) has direct double-backward values without a formula")
         }
+    }
+
+    /// r·J_softmax·w on every slice (r = `scale(slice)`), correctly rounded; a slice with a NaN
+    /// or an infinity among its logits, cotangents or upstreams takes the layer's double-double
+    /// value (IEEE's rules).
+    static func softmaxJacobianScaled(_ x: Tensor, cotangent w: Tensor, slices: [[Int]], layer: some SecondOrder, upstream u: Tensor,
+                                      scale: ([Int]) -> RationalScale) -> Tensor {
+        var out = x.scalars
+        var fallback: Tensor?
+        for slice in slices {
+            let ws = slice.map { w[$0] }
+            let finite = ws.allSatisfy(\.isFinite) && (u.count == 1 ? u[0].isFinite : slice.allSatisfy { u[$0].isFinite })
+            guard finite, let s = CertifiedSlice(slice.map { x[$0] }) else {
+                let f = fallback ?? layer.doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w)).gradients.input
+                fallback = f
+                for i in slice { out[i] = f[i] }
+                continue
+            }
+            for (k, v) in s.softmaxGradient(ws, scaledBy: scale(slice)).enumerated() { out[slice[k]] = v }
+        }
+        return Tensor(shape: x.shape, scalars: out)
     }
 
     /// The correctly rounded double backward of `c` for the cotangent `w` (zeros exactly 0).

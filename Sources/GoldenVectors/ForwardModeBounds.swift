@@ -189,8 +189,43 @@ extension ErrorModel {
             var s = constant(8, x.scalars.indices.map { x[$0] > 0 ? 0 : wu[$0] * alpha * (Foundation.exp(x[$0]) + 1) }, storage: 3)
             s.underflowScale = wu.map { $0 * max(1, alpha) }
             return s
+        case let l as LogSoftmax:
+            // −Σu·p ⊙ (w − ⟨p, w⟩), autodiff of u − e^y·Σu: Σu, e^y from the stored y, the
+            // products w·p, the dot, the difference and the product; stored between the steps.
+            let axis = l.axis < 0 ? l.axis + x.rank : l.axis
+            let len = Double(x.shape[axis])
+            var m = [Double](repeating: 0, count: x.count), flushed = m
+            for slice in AxisSlices(shape: x.shape, axis: axis).all {
+                let upTotal = finiteTotal(slice.map { u[$0].magnitude })
+                softmaxJacobianScale(slice, x, wx, scale: upTotal, into: &m, flushed: &flushed)
+            }
+            var s = constant(2 * len + 10, m, storage: 4)
+            s.underflowScale = flushed
+            return s
+        case let ce as SoftmaxCrossEntropy:
+            // (u/N)·p_i ⊙ (w_i − ⟨p_i, w_i⟩) per row, from the stored log p as for log-softmax.
+            let (n, classes) = (x.shape[0], x.shape[1])
+            let scale = u[0].magnitude / (ce.reduction == .mean ? Double(n) : 1)
+            var m = [Double](repeating: 0, count: x.count), flushed = m
+            for i in 0..<n { softmaxJacobianScale(Array(i * classes..<(i + 1) * classes), x, wx, scale: scale, into: &m, flushed: &flushed) }
+            var s = constant(Double(classes + 12), m, storage: 4)
+            s.underflowScale = flushed
+            return s
         default:
             throw CaseError("layer", "\(c.layer) has no direct double backward")
+        }
+    }
+
+    /// r·p̃_k·(|w_k| + Σ_j p̃_j·|w_j|) over one softmax slice into `m` (p̃ the conditioned
+    /// probabilities), and r·(|w_k| + Σ_j |w_j|) into `flushed`: a p flushed to zero, times the rest.
+    private static func softmaxJacobianScale(_ slice: [Int], _ x: Tensor, _ w: Tensor, scale r: Double,
+                                             into m: inout [Double], flushed: inout [Double]) {
+        let p = conditionedProbabilities(slice.map { x[$0] })
+        let dot = zip(slice, p).reduce(0.0) { $0 + w[$1.0].magnitude * $1.1 }
+        let total = finiteTotal(slice.map { w[$0].magnitude })
+        for (k, i) in slice.enumerated() {
+            m[i] = r * p[k] * (w[i].magnitude + dot)
+            flushed[i] = min(r * (w[i].magnitude + total), .greatestFiniteMagnitude)
         }
     }
 }

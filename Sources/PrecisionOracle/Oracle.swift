@@ -107,7 +107,7 @@ public enum Oracle {
             let oh = (h + p[0] + p[2] - d[0] * (fh - 1) - 1) / s[0] + 1
             let ow = (wd + p[1] + p[3] - d[1] * (fw - 1) - 1) / s[1] + 1
             let kg = k / g
-            var y = zeros(n * k * oh * ow), dx = zeros(x.count), dw = zeros(w.count), db = zeros(b.count)
+            let y = zeros(n * k * oh * ow), dx = zeros(x.count), dw = zeros(w.count), db = zeros(b.count)
             for bi in 0..<n { for o in 0..<k { for i in 0..<oh { for j in 0..<ow {
                 let out = ((bi * k + o) * oh + i) * ow + j
                 if !b.isEmpty { y[out].add(BigFloat(b[o])); db[o].add(dy[out]) }

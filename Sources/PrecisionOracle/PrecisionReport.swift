@@ -224,6 +224,7 @@ extension Oracle {
     ///   σ″(x) = E·expm1(−x)/(1 + E)³ and tanh″(x) = 8E²·expm1(−2x)/(1 + E²)³ for x ≥ 0,
     ///   E = e^−x; ELU's α·eˣ on x ≤ 0.
     static func directDoubleBackward(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]]? {
+        if c.layer == "log_softmax" || c.layer == "softmax_cross_entropy" { return softmaxDoubleBackward(c, w) }
         guard ["prelu", "maxout", "sigmoid", "tanh", "elu"].contains(c.layer), let u = c.upstream else { return nil }
         mpfr_set_emin(mpfr_get_emin_min())
         mpfr_set_emax(mpfr_get_emax_max())
@@ -245,7 +246,7 @@ extension Oracle {
             case "maxout":
                 let weight = c.input("weight")!, bias = c.input("bias")!, ww = w[1].tensor
                 let (n, d, pieces, m) = (x.shape[0], x.shape[1], weight.shape[0], weight.shape[1])
-                var dx = (0..<x.count).map { _ in BigFloat.zero }, dw = (0..<weight.count).map { _ in BigFloat.zero }
+                let dx = (0..<x.count).map { _ in BigFloat.zero }, dw = (0..<weight.count).map { _ in BigFloat.zero }
                 for b in 0..<n { for o in 0..<m {
                     var best = 0, bestValue = -Double.infinity
                     for j in 0..<pieces {
@@ -280,5 +281,72 @@ extension Oracle {
                 }]
             }
         }
+    }
+}
+
+extension Oracle {
+    /// Log-softmax's and the cross-entropy's double backward from the definition of softmax's
+    /// Jacobian, for the cotangent w: r·∂p_k/∂x·w = r·e_k·Σ_i e_i·(w_k − w_i)/S² per slice (e_i =
+    /// e^(x_i − m), S = Σ e_i), with r = −Σu over the slice (log-softmax, g = u − p·Σu) or
+    /// u/N (the cross-entropy at upstream u = 1, g_i = (p_i − e_{y_i})/N; /N for the mean).
+    /// Every w_k − w_i is exact, so an exact 0 stays 0; the sum can still cancel between
+    /// transcendental terms, so it is evaluated again at 4× the bits until its rounding is stable.
+    static func softmaxDoubleBackward(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]] {
+        mpfr_set_emin(mpfr_get_emin_min())
+        mpfr_set_emax(mpfr_get_emax_max())
+        let x = c.inputs[0].tensor, wx = w[0].tensor
+        let slices: [[Int]]
+        let scale: ([Int]) -> BigFloat
+        if c.layer == "log_softmax" {
+            var axis = 0
+            if case .number(let a)? = c.config.first(where: { $0.0 == "axis" })?.1 { axis = Int(a) ?? 0 }
+            if axis < 0 { axis += x.rank }
+            slices = AxisSlices(shape: x.shape, axis: axis).all
+            let u = c.upstream!
+            scale = { slice in
+                let total = BigFloat.zero
+                for i in slice { total.add(BigFloat(-u[i])) }
+                return total
+            }
+        } else {
+            let (n, classes) = (x.shape[0], x.shape[1])
+            slices = (0..<n).map { Array($0 * classes..<($0 + 1) * classes) }
+            var mean = false
+            if case .string(let r)? = c.config.first(where: { $0.0 == "reduction" })?.1 { mean = r == "mean" }
+            scale = { _ in BigFloat.one / BigFloat(mean ? Double(n) : 1) }
+        }
+        func evaluate(_ p: mpfr_prec_t) -> [BigFloat] {
+            BigFloat.$bits.withValue(p) {
+                var out = x.scalars.map { _ in BigFloat.zero }
+                for slice in slices {
+                    let values = slice.map { x[$0] }
+                    if values.contains(where: \.isNaN) || values.contains(.infinity) || values.allSatisfy({ $0 == -.infinity }) {
+                        for i in slice { out[i] = BigFloat(.nan) }
+                        continue
+                    }
+                    let m = BigFloat(values.max()!)
+                    let e = values.map { (BigFloat($0) - m).positiveExp }
+                    let total = BigFloat.zero
+                    for v in e { total.add(v) }
+                    let r = scale(slice)
+                    for (k, i) in slice.enumerated() {
+                        let sum = BigFloat.zero
+                        for (j, flat) in slice.enumerated() { sum.addProduct(e[j], BigFloat(wx[i]) - BigFloat(wx[flat])) }
+                        out[i] = r * e[k] * sum / (total * total)
+                    }
+                }
+                return out
+            }
+        }
+        var p = max(dotPrecision(c, w), bits(c))
+        var exact = evaluate(p)
+        for _ in 0..<3 {
+            p *= 4
+            let next = evaluate(p)
+            let stable = zip(next, exact).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
+            exact = next
+            if stable { break }
+        }
+        return [exact]
     }
 }

@@ -28,7 +28,8 @@ import Testing
 
     /// Every golden double backward (tangents as the cotangent) is the exact value rounded
     /// once: for conv2d and linear by the oracle's gradients of one-hot inputs, at four positions
-    /// of x and of the weight; for the other layers with them it is exactly 0.
+    /// of x and of the weight; for PReLU, maxout, σ, tanh, ELU, log-softmax and the cross-entropy
+    /// by the oracle's own formulas (`Oracle.directDoubleBackward`); for the others it is exactly 0.
     @Test(arguments: twins.filter { ForwardMode.doubleBackwardLayers.contains($0.layer) }.map(\.id))
     func theGoldenDoubleBackwardIsCorrectlyRounded(id: String) throws {
         let c = try #require(Self.twins.first { $0.id == id }).evaluated()
@@ -81,6 +82,37 @@ import Testing
             #expect(checked == x.count)
             for v in violations { Issue.record("\(id) pattern \(seed) jvp\(v.index): ours \(v.ours), oracle \(v.truth)") }
         }
+    }
+
+    /// Log-softmax's and the cross-entropy's double backward r·p ⊙ (w − ⟨p, w⟩) at its exact
+    /// branches, against the oracle at every element: a slice of equal logits (p = 1/n, a
+    /// rational value), a −∞ logit beside tied maxima, gaps past 708 (p below the subnormals),
+    /// cotangents constant on a slice (J·w = 0 exactly), ±0 and subnormal cotangents, and (for
+    /// log-softmax) upstreams summing to exactly 0 (r = 0) or to a subnormal.
+    @Test(arguments: ["jvp/log_softmax/rank2-3x4-axis1-double", "jvp/softmax_cross_entropy/n4-c5-mean-f32",
+                      "jvp/softmax_cross_entropy/n8-c10-sum-f32"])
+    func softmaxDoubleBackwardAtItsBranches(id: String) throws {
+        let template = try #require(Self.twins.first { $0.id == id })
+        let layer = try LayerRegistry.makeLayer(template)
+        let shape = template.input(layer.inputName)!.shape, width = shape.last!
+        let rows: [[Double]] = [[1, 1, 1, 1, 1], [0, -.infinity, 0, 2, -1], [0, -750, -1000, 3, -709.5], [-0.5, 5e-324, 0, -0.0, 30]]
+        let logits = (0..<shape.reduce(1, *)).map { rows[($0 / width) % rows.count][$0 % width % 5] }
+        let cotangents: [[Double]] = [[0.5, -1.5, 2, 0.25, 3], [1, 1, 1, 1, 1], [0, -0.0, 0, 3, 0], [1e-300, 5e-324, -1e300, 1, -0.0]]
+        let upstreams: [[Double]] = [[1, -1, 2, 0.5, 0.25], [1, -1, 1, -1, 0], [-3, 0, 1e-300, 5e-324, 0]]
+        var checked = 0
+        for (a, w) in cotangents.enumerated() {
+            for u in (template.upstream == nil ? [[]] : upstreams) {
+                var c = template
+                c.expected = nil
+                c.inputs = [NamedTensor(layer.inputName, Tensor(shape: shape, scalars: logits))]
+                c.tangents = [NamedTensor(layer.inputName, Tensor(shape: shape, scalars: logits.indices.map { w[($0 + a) % width % 5] }))]
+                if template.upstream != nil { c.upstream = Tensor(shape: shape, scalars: logits.indices.map { u[$0 % width % 5] }) }
+                let (n, violations) = Oracle.doubleBackwardViolations(try c.evaluated(), elements: logits.count)
+                checked += n
+                for v in violations { Issue.record("\(id) w \(a) u \(u) \(v.tensor)\(v.index): ours \(v.ours), oracle \(v.truth)") }
+            }
+        }
+        #expect(checked == cotangents.count * (template.upstream == nil ? 1 : upstreams.count) * logits.count)
     }
 
     /// The edges: each layer's first twin with its inputs, parameters, tangents and upstream
