@@ -165,6 +165,75 @@ enum CertifiedElementwise {
         }
     }
 
+    /// Swish's double backward for x: u·(β·w_x + x·w_β)·h(z), z = βx exactly, with
+    /// h = f_xx/β = f_xβ/x = 2σ′(z) + z·σ″(z) = σ(z)σ(−z)·(2 + z·(σ(−z) − σ(z))); nil for
+    /// non-finite operands. h(0) = ½; for rational z ≠ 0, h(z) = 0 would make
+    /// tanh(z/2) = 2/z rational, so e^z algebraic (Lindemann): the value is 0 exactly iff
+    /// u = 0 or β·w_x + x·w_β = 0. h < 0 for |z| ≥ 3 (z·tanh(z/2) > 2), the sign asked only
+    /// when the value is below MPFR's exponent range.
+    static func swishSecondInput(_ x: Double, beta: Double, _ w: Double, _ wb: Double, _ u: Double) -> Double? {
+        guard x.isFinite, beta.isFinite, w.isFinite, wb.isFinite, u.isFinite else { return nil }
+        let r = Rational(beta) * Rational(w) + Rational(x) * Rational(wb)
+        if x == 0 || beta == 0 { return (Rational(u) * r * Rational(0.5)).double }
+        if u == 0 || r.isZero { return 0 }
+        let negative = (u < 0) != (r.signum < 0)
+        return Certified.round(sign: { (beta * x).magnitude >= 3.5 ? (negative ? .plus : .minus) : nil }) { p in
+            let z = Interval.product(beta, x, precision: p)
+            let s = z.logistic, t = (-z).logistic
+            return iv(u, p) * Interval(r, precision: p) * s * t * (iv(2, p) + z * (t - s))
+        }
+    }
+
+    /// Swish's double backward for β: Σ u·x·(2·w_x·σ′(z) + x·(β·w_x + x·w_β)·σ″(z)), z = βx;
+    /// nil for non-finite operands. σ′ is even and σ″ odd in z, so the terms of equal |x| = v
+    /// share σ′(βv) and σ″(βv): A_v = Σ 2·x·u·w_x and B_v = Σ u·(β·x·|x|·w_x + |x|³·w_β),
+    /// both exact rationals. The sum is 0 exactly iff every A_v and B_v is: with β ≠ 0 the βv
+    /// are distinct multiples n·q of one rational q, σ′ = tⁿ/(1 + tⁿ)² and σ″ = tⁿ(1 − tⁿ)/(1 + tⁿ)³
+    /// in the transcendental t = e^q, and at t = e^(iπ/N), N the largest n, only the group of N
+    /// has a pole (σ″ of order 3, σ′ of order 2), so its B then its A vanish; and so on down.
+    /// At β = 0 (σ′ = ¼, σ″ = 0) it is the rational Σ u·x·w_x/2.
+    static func swishSecondBeta(_ x: [Double], beta: Double, _ w: [Double], _ wb: Double, _ u: [Double]) -> Double? {
+        guard beta.isFinite, wb.isFinite, x.allSatisfy(\.isFinite), w.allSatisfy(\.isFinite), u.allSatisfy(\.isFinite) else { return nil }
+        if beta == 0 {
+            var total = Rational(0)
+            for i in x.indices where x[i] != 0 && u[i] != 0 && w[i] != 0 { total = total + Rational(u[i]) * Rational(x[i]) * Rational(w[i]) }
+            return (total * Rational(0.5)).double
+        }
+        var groups: [Double: (a: Rational, b: Rational)] = [:]
+        let rb = Rational(beta), rwb = Rational(wb)
+        for i in x.indices where x[i] != 0 && u[i] != 0 {
+            let v = x[i].magnitude, rx = Rational(x[i]), ru = Rational(u[i]), rv = Rational(v), rw = Rational(w[i])
+            let g = groups[v] ?? (Rational(0), Rational(0))
+            groups[v] = (g.a + Rational(2) * rx * ru * rw, g.b + ru * (rb * rx * rv * rw + rv * rv * rv * rwb))
+        }
+        let live = groups.filter { !$0.value.a.isZero || !$0.value.b.isZero }.sorted { $0.key < $1.key }
+        if live.isEmpty { return 0 }
+        // The sign beyond MPFR's exponent range (|βx| > 3e18): e^−|z*| of the smallest live |z|
+        // factored out, σ′(z) = e^−|z|/(1 + e^−|z|)². Undecided only if that group's A = ∓B
+        // exactly there, when the value is far below the subnormals: then only a zero's sign is open.
+        func sign() -> FloatingPointSign? {
+            Certified.round { p in
+                let top = Interval.product(beta.magnitude, live[0].key, precision: p)
+                var total = iv(0, p)
+                for (v, g) in live {
+                    let z = Interval.product(beta, v, precision: p), m = Interval.product(beta.magnitude, v, precision: p)
+                    let tail = (-m).exp, one = iv(1, p) + tail
+                    total = total + (top - m).exp / (one * one) * (Interval(g.a, precision: p) + Interval(g.b, precision: p) * ((-z).logistic - z.logistic))
+                }
+                return total
+            }.sign
+        }
+        return Certified.round(sign: sign) { p in
+            var total = iv(0, p)
+            for (v, g) in live {
+                let z = Interval.product(beta, v, precision: p)
+                let s = z.logistic, t = (-z).logistic
+                total = total + s * t * (Interval(g.a, precision: p) + Interval(g.b, precision: p) * (t - s))
+            }
+            return total
+        }
+    }
+
     /// dL/dβ = Σ dy·x²·σ(βx)·σ(−βx), or nil for non-finite operands.
     static func swishBetaGradient(_ x: [Double], beta: Double, _ dy: [Double]) -> Double? {
         guard beta.isFinite, x.allSatisfy(\.isFinite), dy.allSatisfy(\.isFinite) else { return nil }

@@ -189,6 +189,24 @@ extension ErrorModel {
             var s = constant(8, x.scalars.indices.map { x[$0] > 0 ? 0 : wu[$0] * alpha * (Foundation.exp(x[$0]) + 1) }, storage: 3)
             s.underflowScale = wu.map { $0 * max(1, alpha) }
             return s
+        case let swish as Swish:
+            // Autodiff of x·σ(βx) twice: f_xx = 2β·σ′ + β²x·σ″, f_xβ = 2x·σ′ + βx²·σ″ and
+            // f_ββ = x³·σ″ from the saved σ (σ′ = σ(1 − σ) and 1 − 2σ carry absolute errors of
+            // u·σ, as for sigmoid; |σ″| ≤ σ′ ≤ σ), z = βx rounded once (condition 1 + |z|), the
+            // products stored between the steps.
+            let beta = swish.beta, wb = w[1].tensor[0]
+            let z = x.scalars.map { (beta * $0).magnitude }
+            let sigma = x.scalars.indices.map { logistic(beta * x[$0]) * (1 + z[$0]) }
+            if k == 0 {
+                let outer = x.scalars.indices.map { i in u[i].magnitude * ((beta * wx[i]).magnitude + (x[i] * wb).magnitude) * (2 + z[i]) }
+                var s = constant(14, x.scalars.indices.map { outer[$0] * sigma[$0] }, storage: 4)
+                s.underflowScale = outer
+                return s
+            }
+            let outer = x.scalars.indices.map { i in u[i].magnitude * x[i].magnitude * (wx[i].magnitude * (2 + z[i]) + wb.magnitude * x[i] * x[i]) }
+            var s = constant(Double(x.count + 14), [finiteTotal(x.scalars.indices.map { outer[$0] * sigma[$0] })], storage: 4, sum: true)
+            s.underflowScale = [finiteTotal(outer)]
+            return s
         case let l as LogSoftmax:
             // −Σu·p ⊙ (w − ⟨p, w⟩), autodiff of u − e^y·Σu: Σu, e^y from the stored y, the
             // products w·p, the dot, the difference and the product; stored between the steps.

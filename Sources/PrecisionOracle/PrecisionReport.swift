@@ -222,9 +222,11 @@ extension Oracle {
     ///   ∂/∂x[n,i] = Σ_m u·w_W[win, m, i], ∂/∂W[j,m,i] = Σ_{n: win = j} u·w_x[n,i], ∂/∂b = 0;
     /// - sigmoid, tanh, ELU: w·u·f″(x), with f″ from e^−|x| (odd: f″(−x) = −f″(x)):
     ///   σ″(x) = E·expm1(−x)/(1 + E)³ and tanh″(x) = 8E²·expm1(−2x)/(1 + E²)³ for x ≥ 0,
-    ///   E = e^−x; ELU's α·eˣ on x ≤ 0.
+    ///   E = e^−x; ELU's α·eˣ on x ≤ 0;
+    /// - swish, log-softmax and the cross-entropy: `swishDoubleBackward`, `softmaxDoubleBackward`.
     static func directDoubleBackward(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]]? {
         if c.layer == "log_softmax" || c.layer == "softmax_cross_entropy" { return softmaxDoubleBackward(c, w) }
+        if c.layer == "swish" { return swishDoubleBackward(c, w) }
         guard ["prelu", "maxout", "sigmoid", "tanh", "elu"].contains(c.layer), let u = c.upstream else { return nil }
         mpfr_set_emin(mpfr_get_emin_min())
         mpfr_set_emax(mpfr_get_emax_max())
@@ -348,5 +350,48 @@ extension Oracle {
             if stable { break }
         }
         return [exact]
+    }
+}
+
+extension Oracle {
+    /// Swish's double backward from the second partial derivatives of f = x·σ(βx), written out
+    /// term by term (not the kernels' factored forms): f_xx = 2β·σ′ + β²x·σ″,
+    /// f_xβ = 2x·σ′ + βx²·σ″, f_ββ = x³·σ″ at z = βx, with σ′ = E/(1 + E)² and
+    /// σ″(z) = sign(z)·E·expm1(−|z|)/(1 + E)³, E = e^−|z|; ∂/∂x_i = u_i·(w_x,i·f_xx + w_β·f_xβ)
+    /// and ∂/∂β = Σ_i u_i·(w_x,i·f_xβ + w_β·f_ββ). The sum over i can cancel between
+    /// transcendental terms: evaluated again at 4× the bits until its rounding is stable.
+    static func swishDoubleBackward(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]] {
+        mpfr_set_emin(mpfr_get_emin_min())
+        mpfr_set_emax(mpfr_get_emax_max())
+        let x = c.input("x")!, beta = c.input("beta")![0], u = c.upstream!, wx = w[0].tensor, wb = w[1].tensor[0]
+        func evaluate(_ p: mpfr_prec_t) -> [[BigFloat]] {
+            BigFloat.$bits.withValue(p) {
+                let b = BigFloat(beta), tb = BigFloat(wb), two = BigFloat(2)
+                let db = BigFloat.zero
+                var dx: [BigFloat] = []
+                for i in x.scalars.indices {
+                    let v = BigFloat(x[i]), z = b * v, a = z.magnitude, e = (-a).positiveExp, one = BigFloat.one + e
+                    let first = e / (one * one)
+                    let second = e * (-a).expm1 / (one * one * one) * BigFloat(z.sign < 0 ? -1 : 1)
+                    let fxx = two * b * first + b * b * v * second
+                    let fxb = two * v * first + b * v * v * second
+                    let fbb = v * v * v * second
+                    let ui = BigFloat(u[i]), wi = BigFloat(wx[i])
+                    dx.append(ui * (wi * fxx + tb * fxb))
+                    db.add(ui * (wi * fxb + tb * fbb))
+                }
+                return [dx, [db]]
+            }
+        }
+        var p = max(dotPrecision(c, w), bits(c)) * 2
+        var exact = evaluate(p)
+        for _ in 0..<3 {
+            p *= 4
+            let next = evaluate(p)
+            let stable = zip(next.joined(), exact.joined()).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
+            exact = next
+            if stable { break }
+        }
+        return exact
     }
 }

@@ -61,6 +61,29 @@ import Testing
         #expect(checked == 6 * 4 * 6)
     }
 
+    /// Swish's double backward at its branches, against the oracle at every element: β = ±0
+    /// (h = ½, rational), x = 0, β·w_x + x·w_β = 0 exactly (x = 3, β = 0.75, w_β = −¼), a group
+    /// of equal |x| whose A and B both cancel (x = ±2, w_β = 0), and |βx| of 2e150 (σ′ and σ″
+    /// below even MPFR's exponent range).
+    @Test func swishDoubleBackwardAtItsBranches() throws {
+        let template = try #require(Self.twins.first { $0.layer == "swish" })
+        let xs: [Double] = [2, -2, 3, -3, 0, 5e-324]
+        var checked = 0
+        for beta in [0, -0.0, 0.75, -3, 1e150, -1e150] {
+            for wb in [0, -0.25, 1e-300] {
+                var c = template
+                c.inputs = [NamedTensor("x", Tensor(shape: [6], scalars: xs)), NamedTensor("beta", Tensor(shape: [1], scalars: [beta]))]
+                c.tangents = [NamedTensor("x", Tensor(shape: [6], scalars: [1, 1, 1, -1, 2, 0.5])), NamedTensor("beta", Tensor(shape: [1], scalars: [wb]))]
+                c.upstream = Tensor(shape: [6], scalars: [1, 1, -2, 0.5, 3, 1])
+                c.expected = nil
+                let (n, violations) = Oracle.doubleBackwardViolations(try c.evaluated(), elements: 6)
+                checked += n
+                for v in violations { Issue.record("swish β \(beta) w_β \(wb) \(v.tensor)\(v.index): ours \(v.ours), oracle \(v.truth)") }
+            }
+        }
+        #expect(checked == 6 * 3 * 7)
+    }
+
     /// Batch norm's and LRN's JVPs at their exact branches, against the oracle at every element:
     /// a channel of equal values (σ² = 0), a rational √(σ² + ε), eval mode, rational powers
     /// (β = 1, S^β = 8), and tangents that cancel (equal tangents in a channel: J·ẋ = 0 in
