@@ -212,6 +212,58 @@ public struct BatchNorm2D: Layer {
         return Gradients(input: dx, parameters: [dgamma, dbeta])
     }
 
+    /// The double backward for the upstream u and the cotangent (w, w_γ, w_β), rounded once:
+    /// per channel of m values, with d = x − μ, V = σ² + ε, ū and w̄ the means of u and w,
+    /// P = Σ w·(u − ū), Q = Σ w·d and R = Σ u·d (exact rationals), ⟨w, g⟩ is
+    /// γP/√V − γQR/(m·V^(3/2)) + w_γR/√V + w_β·Σu, so in training
+    /// ∂/∂x_k = q_k/√V with q_k = w_γ(u_k − ū) − (γd_kP + γQ(u_k − ū) + γR(w_k − w̄) + w_γRd_k)/(mV)
+    /// + 3γQRd_k/(m²V²), and ∂/∂γ = (P − QR/(mV))/√V; in eval (the statistics fixed)
+    /// ∂/∂x_k = w_γ·u_k/√V and ∂/∂γ = Σ w·u/√V; ∂/∂β = 0. Each is a rational over √V
+    /// (`affineOverRoot`; 0 exactly when the rational is). Non-finite operands in a channel:
+    /// the double-double `doubleBackward` (IEEE).
+    public func certifiedDoubleBackward(_ x: Tensor, upstream u: Tensor, cotangents w: [Tensor]) -> [Tensor] {
+        let s = x.shape, wx = w[0], wg = w[1]
+        var fallback: Gradients?
+        var dx = x, dgamma = weight
+        for c in 0..<s[1] {
+            let idx = indices(s, c)
+            let values = idx.map { x[$0] }, us = idx.map { u[$0] }, ws = idx.map { wx[$0] }
+            guard channelIsFinite(values, c) && us.allSatisfy(\.isFinite) && ws.allSatisfy(\.isFinite) && wg[c].isFinite && w[2][c].isFinite else {
+                let f = fallback ?? doubleBackward(x, outputGradient: u, cotangents: Tangents(input: wx, parameters: [wg, w[2]])).gradients
+                fallback = f
+                for i in idx { dx[i] = f.input[i] }
+                dgamma[c] = f.parameters[0][c]
+                continue
+            }
+            let st = statistics(values, channel: c)
+            let g = Rational(weight[c]), tg = Rational(wg[c])
+            func overRoot(_ q: Rational) -> Double { q.isZero ? 0 : Self.affineOverRoot(.zero, q, st) }
+            var wu = Rational.zero
+            for (a, b) in zip(ws, us) where a != 0 && b != 0 { wu = wu + Rational(a) * Rational(b) }
+            guard training else {
+                for (k, i) in idx.enumerated() { dx[i] = overRoot(tg * Rational(us[k])) }
+                dgamma[c] = overRoot(wu)
+                continue
+            }
+            let m = Rational(BigInt(values.count))
+            var su = Rational.zero, sw = Rational.zero, q = Rational.zero, r = Rational.zero
+            for (k, d) in st.centred.enumerated() {
+                if us[k] != 0 { su = su + Rational(us[k]); r = r + Rational(us[k]) * d }
+                if ws[k] != 0 { sw = sw + Rational(ws[k]); q = q + Rational(ws[k]) * d }
+            }
+            let ubar = (su / m).reduced, wbar = (sw / m).reduced
+            let p = (wu - ubar * sw).reduced, mv = (m * st.denominator).reduced, qr = (q * r).reduced
+            let third = (Rational(3) * g * qr / (mv * mv)).reduced
+            for (k, i) in idx.enumerated() {
+                let d = st.centred[k], uc = Rational(us[k]) - ubar
+                let inner = g * d * p + g * q * uc + g * r * (Rational(ws[k]) - wbar) + tg * r * d
+                dx[i] = overRoot(tg * uc - inner / mv + third * d)
+            }
+            dgamma[c] = overRoot(p - qr / mv)
+        }
+        return [dx, dgamma, Tensor(zeros: bias.shape)]
+    }
+
     /// The JVP along (ẋ, γ̇, β̇), rounded once: J·ẋ is the input gradient for the upstream ẋ
     /// (J is symmetric), so ẏ_i = β̇ + q_i/√(σ² + ε) with the rational
     /// q_i = γ·(ẋ_i − mean ẋ − (x_i − μ)·Σẋ(x − μ)/(m(σ² + ε))) + γ̇·(x_i − μ) in training,

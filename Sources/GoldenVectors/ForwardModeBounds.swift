@@ -207,6 +207,8 @@ extension ErrorModel {
             var s = constant(Double(x.count + 14), [finiteTotal(x.scalars.indices.map { outer[$0] * sigma[$0] })], storage: 4, sum: true)
             s.underflowScale = [finiteTotal(outer)]
             return s
+        case let bn as BatchNorm2D:
+            return BatchNormErrorModel(bn, x: x, dy: u).doubleBackward(w.map(\.tensor))[k]
         case let l as LogSoftmax:
             // −Σu·p ⊙ (w − ⟨p, w⟩), autodiff of u − e^y·Σu: Σu, e^y from the stored y, the
             // products w·p, the dot, the difference and the product; stored between the steps.
@@ -245,5 +247,51 @@ extension ErrorModel {
             m[i] = r * p[k] * (w[i].magnitude + dot)
             flushed[i] = min(r * (w[i].magnitude + total), .greatestFiniteMagnitude)
         }
+    }
+}
+
+extension BatchNormErrorModel {
+    /// A magnitude and its error per unit roundoff, to first order: x̂'s error E_x̂ enters each
+    /// term once, not as a factor (|x̂| + E_x̂)³ would.
+    struct Magnitude {
+        var a: Double, e: Double
+        init(_ a: Double, _ e: Double = 0) { self.a = a; self.e = e }
+        static func + (l: Self, r: Self) -> Self { Self(l.a + r.a, l.e + r.e) }
+        static func * (l: Self, r: Self) -> Self { Self(l.a * r.a, l.a * r.e + l.e * r.a) }
+        static func * (l: Self, r: Double) -> Self { Self(l.a * r, l.e * r) }
+    }
+
+    /// The double backward's scales (x, γ, β; `dy` is the upstream u): the terms of the
+    /// double-double formula (`BatchNorm2D.doubleBackward`) in magnitudes, with x̂'s error and
+    /// σ̃'s relative error once per power of σ̃, each error added to its term's magnitude.
+    func doubleBackward(_ w: [Tensor]) -> [ErrorScale] {
+        let s = x.shape, wx = w[0], wg = w[1]
+        var dxM = [Double](repeating: 0, count: x.count), dgM = [Double](repeating: 0, count: s[1])
+        for c in 0..<s[1] {
+            let idx = layer.indices(s, c), n = Double(idx.count), sd = sigma[c], v = varianceError[c]
+            let g = layer.weight[c].magnitude, tg = wg[c].magnitude
+            let xh = idx.map { Magnitude(xhat[$0].magnitude, xhatError[$0]) }
+            let us = idx.map { Magnitude(dy[$0].magnitude) }, ws = idx.map { Magnitude(wx[$0].magnitude) }
+            let ubar = us.reduce(Magnitude(0), +) * (1 / n), wbar = ws.reduce(Magnitude(0), +) * (1 / n)
+            let mbar = zip(us, xh).reduce(Magnitude(0)) { $0 + $1.0 * $1.1 } * (1 / n)
+            let wxa = zip(ws, xh).reduce(Magnitude(0)) { $0 + $1.0 * $1.1 }
+            let wu = zip(ws, us).reduce(Magnitude(0)) { $0 + $1.0 * $1.1 }
+            func total(_ m: Magnitude, _ powers: Double) -> Double { m.a + m.e + powers * v * m.a }
+            guard layer.training else {
+                for (k, i) in idx.enumerated() { dxM[i] = total(us[k] * (tg / sd), 1) }
+                dgM[c] = total(wu * (1 / sd), 1)
+                continue
+            }
+            let bracket = wu + ubar * wbar * n + mbar * wxa
+            for (k, i) in idx.enumerated() {
+                let r = us[k] + ubar + xh[k] * mbar
+                let inner = xh[k] * bracket * (g / (n * sd * sd)) + (wxa * r * (1 / n) + mbar * (ws[k] + wbar + xh[k] * wxa * (1 / n))) * (g / (sd * sd))
+                dxM[i] = total(inner, 3) + total(r * (tg / sd), 1)
+            }
+            dgM[c] = total(bracket * (1 / sd), 1)
+        }
+        return [ErrorScale(terms: Array(repeating: Double(2 * m + 20), count: x.count), magnitude: dxM, storage: 4),
+                ErrorScale(terms: Array(repeating: Double(m + 10), count: s[1]), magnitude: dgM, storage: 4, isSum: true),
+                ErrorScale(terms: Array(repeating: 1, count: s[1]), magnitude: Array(repeating: 0, count: s[1]))]
     }
 }
