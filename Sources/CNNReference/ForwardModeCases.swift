@@ -152,11 +152,11 @@ public enum ForwardMode {
     /// The layers with golden double-backward values: the bilinear ones, those whose second
     /// derivative is 0 on every piece (linear in the data input, or piecewise linear), PReLU and
     /// maxout (bilinear on the selected piece), the elementwise sigmoid, tanh, ELU and swish, and
-    /// log-softmax and the cross-entropy (a rational times softmax's Jacobian), and batch norm
-    /// (rationals over √(σ² + ε)).
+    /// log-softmax and the cross-entropy (a rational times softmax's Jacobian), batch norm
+    /// (rationals over √(σ² + ε)) and LRN (rationals times powers of the S_c).
     public static let doubleBackwardLayers = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat",
                                               "relu", "leaky_relu", "maxpool2d", "multiclass_hinge", "prelu", "maxout",
-                                              "sigmoid", "tanh", "elu", "swish", "log_softmax", "softmax_cross_entropy", "batchnorm2d"]
+                                              "sigmoid", "tanh", "elu", "swish", "log_softmax", "softmax_cross_entropy", "batchnorm2d", "lrn"]
 
     /// The upstream u of the double backward: the case's, or 1 for a loss (its output is the
     /// objective, so a loss case has none).
@@ -185,7 +185,8 @@ public enum ForwardMode {
     /// of products each, the pieces frozen); sigmoid's, tanh's and ELU's are w·u·f″(x), certified
     /// (`CertifiedElementwise.secondProduct`); swish's u·(β·w_x + x·w_β)·(2σ′ + z·σ″) for x and
     /// a sum grouped by |x| for β (`CertifiedElementwise.swishSecondInput`, `swishSecondBeta`);
-    /// batch norm's rationals over √(σ² + ε) (`BatchNorm2D.certifiedDoubleBackward`). Log-softmax's g = u − p·Σu gives
+    /// batch norm's rationals over √(σ² + ε) (`BatchNorm2D.certifiedDoubleBackward`), LRN's
+    /// rationals times S_c^(−β−1) (`LRN.certifiedDoubleBackward`). Log-softmax's g = u − p·Σu gives
     /// ∂⟨w, g⟩/∂x = −Σu·J_softmax·w per slice, the cross-entropy's g_i = (u/N)·(p_i − e_{y_i})
     /// gives (u/N)·J_softmax(s_i)·w_i per row: J_softmax·w = p ⊙ (w − ⟨p, w⟩) scaled by the
     /// rational before its one rounding (`CertifiedSlice.softmaxGradient`). Every other layer here
@@ -215,7 +216,7 @@ public enum ForwardMode {
         case is Maxout:
             out[0].source = .direct
             out[1].source = .direct
-        case is Sigmoid, is Tanh, is ELU, is LogSoftmax, is SoftmaxCrossEntropy:
+        case is Sigmoid, is Tanh, is ELU, is LogSoftmax, is SoftmaxCrossEntropy, is LRN:
             out[0].source = .direct
         default:
             break
@@ -249,6 +250,8 @@ public enum ForwardMode {
             return [Tensor(shape: x.shape, scalars: dx), Tensor(shape: [1], scalars: [db])]
         case let l as BatchNorm2D:
             return l.certifiedDoubleBackward(x, upstream: u, cotangents: w.map(\.tensor))
+        case let l as LRN:
+            return [l.certifiedDoubleBackward(x, upstream: u, cotangent: w[0].tensor)]
         case let l as LogSoftmax:
             return [softmaxJacobianScaled(x, cotangent: w[0].tensor, slices: l.slices(x.shape), layer: l, upstream: u) { slice in
                 RationalScale(slice.map { -u[$0] })

@@ -103,65 +103,64 @@ public struct LRN: Layer {
         }
         let b = bases(x)
         let coefficient = Rational(2.0) * Rational(alpha) * Rational(beta) / Rational(BigInt(size))
-        // S^−β/S per distinct base, rational when it is.
-        var rationalPowers: [Int: Rational?] = [:]
-        func rationalPower(_ i: Int) -> Rational? {
-            if let r = rationalPowers[i] { return r }
-            let r = b[i].power(-beta).map { $0 / b[i] }
-            rationalPowers[i] = r
-            return r
-        }
-        /// (S_a/S_b)^−β when it is rational (and not too large to form), else nil.
-        func ratioPower(_ a: Rational, _ c: Rational) -> Rational? {
-            if a == c { return .one }
-            return (a / c).power(-beta, maxBits: 1 << 12)
-        }
+        let powers = PowerSums(bases: b, beta: beta)
         var dx = [Double](repeating: 0, count: x.count)
         for i in 0..<x.count {
             let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
-            // Terms Σ_g C_g·S_g^(−β−1), grouped by equal S_g: (representative index, C_g).
-            var groups: [(Int, Rational)] = []
-            func addTerm(_ j: Int, _ value: Rational) {
-                if value.isZero { return }
-                if let g = groups.firstIndex(where: { b[$0.0] == b[j] }) { groups[g].1 = groups[g].1 + value } else { groups.append((j, value)) }
-            }
-            if dy[i] != 0 { addTerm(i, Rational(dy[i]) * b[i]) }                  // dy·S^−β = dy·S·S^(−β−1)
+            var terms: [(Int, Rational)] = []
+            if dy[i] != 0 { terms.append((i, Rational(dy[i]) * b[i])) }                  // dy·S^−β = dy·S·S^(−β−1)
             if x[i] != 0 && !coefficient.isZero {
                 let factor = -coefficient * Rational(x[i])
                 for o in 0..<channels where window(o, channels: channels).contains(c) {
                     let j = (n * channels + o) * plane + p
-                    if dy[j] != 0 && x[j] != 0 { addTerm(j, factor * Rational(dy[j]) * Rational(x[j])) }
+                    if dy[j] != 0 && x[j] != 0 { terms.append((j, factor * Rational(dy[j]) * Rational(x[j]))) }
                 }
             }
-            // Groups whose powers are rational multiples of each other ((S_h/S_g)^−β rational, as
-            // for S_h = 16·S_g and β = 0.75) are one term: S_h^(−β−1) = (S_h/S_g)^−β·(S_g/S_h)·S_g^(−β−1).
-            var merged: [(Int, Rational)] = []
-            for (j, cj) in groups where !cj.isZero {
-                if let k = merged.firstIndex(where: { ratioPower(b[j], b[$0.0]) != nil }) {
-                    merged[k].1 = merged[k].1 + cj * ratioPower(b[j], b[merged[k].0])! * (b[merged[k].0] / b[j])
-                } else {
-                    merged.append((j, cj))
-                }
-            }
-            groups = merged.filter { !$0.1.isZero }
-            // What is left is a combination of real radicals no two of which have a rational ratio:
-            // linearly independent over the rationals (Besicovitch 1940, Mordell 1953), so it is 0
-            // only with no group, and rational only as one group with a rational power.
-            if groups.isEmpty { dx[i] = 0; continue }
-            if groups.count == 1, let pw = rationalPower(groups[0].0) {
-                dx[i] = (groups[0].1 * pw).double
-                continue
-            }
-            dx[i] = Certified.round { prec in
-                var total = Interval(0, precision: prec)
-                for (j, cg) in groups {
-                    let base = Interval(b[j], precision: prec)
-                    total = total + Interval(cg, precision: prec) * base.power(-beta) / base
-                }
-                return total
-            }
+            dx[i] = powers.sum(terms)
         }
         return Gradients(input: Tensor(shape: s, scalars: dx))
+    }
+
+    /// The double backward for the upstream u and the cotangent w, rounded once. With
+    /// A = 2αβ/size, B = 2α/size and T_c = Σ_{j ∈ window(c)} w_j·a_j, ⟨w, g⟩ is
+    /// Σ_c (w_c·u_c·S_c^−β − A·u_c·a_c·T_c·S_c^(−β−1)), so
+    /// ∂/∂a_k = Σ_{c: k ∈ window(c)} R_kc·S_c^(−β−2) − A·u_k·T_k·S_k^(−β−1) with the rational
+    /// R_kc = −A·(a_k·w_c·u_c + u_c·a_c·w_k)·S_c + A·B·(β + 1)·a_k·u_c·a_c·T_c: a sum of rationals
+    /// times S_c^(−β−1) (`PowerSums`, R_kc/S_c). Non-finite operands: the double-double
+    /// `doubleBackward` (IEEE).
+    public func certifiedDoubleBackward(_ x: Tensor, upstream u: Tensor, cotangent w: Tensor) -> Tensor {
+        guard x.scalars.allSatisfy(\.isFinite), u.scalars.allSatisfy(\.isFinite), w.scalars.allSatisfy(\.isFinite) else {
+            return doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w, parameters: [])).gradients.input
+        }
+        let s = x.shape, plane = s[2] * s[3], channels = s[1], b = bases(x)
+        let a = Rational(2.0) * Rational(alpha) * Rational(beta) / Rational(BigInt(size))
+        let ab = a * Rational(2.0) * Rational(alpha) / Rational(BigInt(size)) * (Rational(beta) + .one)
+        let powers = PowerSums(bases: b, beta: beta)
+        // T_c per element.
+        let t = (0..<x.count).map { i -> Rational in
+            let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+            var dot = Rational.zero
+            for j in window(c, channels: channels) {
+                let k = (n * channels + j) * plane + p
+                if x[k] != 0 && w[k] != 0 { dot = dot + Rational(x[k]) * Rational(w[k]) }
+            }
+            return dot
+        }
+        return Tensor(shape: s, scalars: (0..<x.count).map { i in
+            guard !a.isZero else { return 0 }   // α = 0 or β = 0: y = a·k^−β is linear
+            let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+            let ak = Rational(x[i]), wk = Rational(w[i])
+            var terms: [(Int, Rational)] = []
+            if u[i] != 0 && !t[i].isZero { terms.append((i, -a * Rational(u[i]) * t[i])) }
+            for o in 0..<channels where window(o, channels: channels).contains(c) {
+                let j = (n * channels + o) * plane + p
+                guard u[j] != 0 else { continue }
+                let uj = Rational(u[j]), aj = Rational(x[j])
+                let r = -a * (ak * Rational(w[j]) * uj + uj * aj * wk) * b[j] + ab * ak * uj * aj * t[j]
+                if !r.isZero { terms.append((j, r / b[j])) }
+            }
+            return powers.sum(terms)
+        })
     }
 
     /// The JVP along ȧ, rounded once: ḃ_c = S_c^(−β−1)·R_c with the rational
@@ -188,6 +187,69 @@ public struct LRN: Layer {
                 Interval(r, precision: prec) * Interval(b[i], precision: prec).power(-beta - 1)
             }
         })
+    }
+}
+
+/// Σ_j C_j·S_j^(−β−1) for exact rationals C_j and S_j > 0, rounded once (LRN's backward pass
+/// and double backward). The terms are grouped by equal S and by powers in a rational ratio,
+/// an exactly zero group drops out, and what remains is irrational unless it is one group with
+/// a rational power (then rounded exactly), or nothing (an exact +0): never a rounding
+/// boundary handed to the loop (up to powers too large to form exactly, beyond 2^4096).
+final class PowerSums {
+    let bases: [Rational], beta: Double
+    /// S^−β/S per index, rational when it is.
+    private var rationalPowers: [Int: Rational?] = [:]
+
+    init(bases: [Rational], beta: Double) {
+        self.bases = bases
+        self.beta = beta
+    }
+
+    private func rationalPower(_ i: Int) -> Rational? {
+        if let r = rationalPowers[i] { return r }
+        let r = bases[i].power(-beta).map { $0 / bases[i] }
+        rationalPowers[i] = r
+        return r
+    }
+
+    /// (S_a/S_c)^−β when it is rational (and not too large to form), else nil.
+    private func ratioPower(_ a: Rational, _ c: Rational) -> Rational? {
+        if a == c { return .one }
+        return (a / c).power(-beta, maxBits: 1 << 12)
+    }
+
+    /// Σ C_j·S_j^(−β−1) over `terms` (j, C_j), correctly rounded.
+    func sum(_ terms: [(Int, Rational)]) -> Double {
+        let b = bases
+        // Grouped by equal S_g: (representative index, C_g).
+        var groups: [(Int, Rational)] = []
+        for (j, value) in terms where !value.isZero {
+            if let g = groups.firstIndex(where: { b[$0.0] == b[j] }) { groups[g].1 = groups[g].1 + value } else { groups.append((j, value)) }
+        }
+        // Groups whose powers are rational multiples of each other ((S_h/S_g)^−β rational, as
+        // for S_h = 16·S_g and β = 0.75) are one term: S_h^(−β−1) = (S_h/S_g)^−β·(S_g/S_h)·S_g^(−β−1).
+        var merged: [(Int, Rational)] = []
+        for (j, cj) in groups where !cj.isZero {
+            if let k = merged.firstIndex(where: { ratioPower(b[j], b[$0.0]) != nil }) {
+                merged[k].1 = merged[k].1 + cj * ratioPower(b[j], b[merged[k].0])! * (b[merged[k].0] / b[j])
+            } else {
+                merged.append((j, cj))
+            }
+        }
+        groups = merged.filter { !$0.1.isZero }
+        // What is left is a combination of real radicals no two of which have a rational ratio:
+        // linearly independent over the rationals (Besicovitch 1940, Mordell 1953), so it is 0
+        // only with no group, and rational only as one group with a rational power.
+        if groups.isEmpty { return 0 }
+        if groups.count == 1, let pw = rationalPower(groups[0].0) { return (groups[0].1 * pw).double }
+        return Certified.round { prec in
+            var total = Interval(0, precision: prec)
+            for (j, cg) in groups {
+                let base = Interval(b[j], precision: prec)
+                total = total + Interval(cg, precision: prec) * base.power(-beta) / base
+            }
+            return total
+        }
     }
 }
 

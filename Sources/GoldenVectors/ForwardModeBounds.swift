@@ -209,6 +209,32 @@ extension ErrorModel {
             return s
         case let bn as BatchNorm2D:
             return BatchNormErrorModel(bn, x: x, dy: u).doubleBackward(w.map(\.tensor))[k]
+        case let lrn as LRN:
+            // Autodiff of the backward pass u·S^−β − A·a·Σ u_o·a_o·S_o^(−β−1): per covering output o,
+            // A·|a_k·w_o·u_o| and A·|u_o·a_o·w_k| times S_o^(−β−1), A·B·(β + 1)·|a_k·u_o·a_o|·Σ|w·a|
+            // times S_o^(−β−2), and A·|u_k|·Σ|w·a| times S_k^(−β−1); the powers' condition as for the JVP.
+            let s = x.shape, plane = s[2] * s[3], channels = s[1], b = lrn.beta.magnitude
+            let a = 2 * lrn.alpha.magnitude * b / Double(lrn.size), bb = 2 * lrn.alpha.magnitude / Double(lrn.size)
+            let bases = (0..<x.count).map { i -> Double in
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                let q = lrn.window(c, channels: channels).reduce(0.0) { let v = x[(n * channels + $1) * plane + p]; return $0 + v * v }
+                return lrn.k + lrn.alpha * q / Double(lrn.size)
+            }
+            let dots = (0..<x.count).map { i -> Double in
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                return lrn.window(c, channels: channels).reduce(0.0) { let j = (n * channels + $1) * plane + p; return $0 + (x[j] * wx[j]).magnitude }
+            }
+            let m = (0..<x.count).map { i -> Double in
+                let (n, c, p) = (i / (channels * plane), (i / plane) % channels, i % plane)
+                var total = a * u[i].magnitude * dots[i] * pow(bases[i], -lrn.beta - 1)
+                for o in 0..<channels where lrn.window(o, channels: channels).contains(c) {
+                    let j = (n * channels + o) * plane + p
+                    let first = a * ((x[i] * wx[j] * u[j]).magnitude + (u[j] * x[j] * wx[i]).magnitude) * pow(bases[j], -lrn.beta - 1)
+                    total += first + a * bb * (b + 1) * (x[i] * u[j] * x[j]).magnitude * dots[j] * pow(bases[j], -lrn.beta - 2)
+                }
+                return total * (3 + b)
+            }
+            return constant(Double(3 * min(lrn.size, channels) + 12), m, storage: 4)
         case let l as LogSoftmax:
             // −Σu·p ⊙ (w − ⟨p, w⟩), autodiff of u − e^y·Σu: Σu, e^y from the stored y, the
             // products w·p, the dot, the difference and the product; stored between the steps.

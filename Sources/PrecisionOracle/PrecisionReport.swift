@@ -225,12 +225,13 @@ extension Oracle {
     /// - sigmoid, tanh, ELU: w·u·f″(x), with f″ from e^−|x| (odd: f″(−x) = −f″(x)):
     ///   σ″(x) = E·expm1(−x)/(1 + E)³ and tanh″(x) = 8E²·expm1(−2x)/(1 + E²)³ for x ≥ 0,
     ///   E = e^−x; ELU's α·eˣ on x ≤ 0;
-    /// - swish, log-softmax, the cross-entropy and batch norm: `swishDoubleBackward`,
-    ///   `softmaxDoubleBackward`, `batchNormDoubleBackward`.
+    /// - swish, log-softmax, the cross-entropy, batch norm and LRN: `swishDoubleBackward`,
+    ///   `softmaxDoubleBackward`, `batchNormDoubleBackward`, `lrnDoubleBackward`.
     static func directDoubleBackward(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]]? {
         if c.layer == "log_softmax" || c.layer == "softmax_cross_entropy" { return softmaxDoubleBackward(c, w) }
         if c.layer == "swish" { return swishDoubleBackward(c, w) }
         if c.layer == "batchnorm2d" { return batchNormDoubleBackward(c, w) }
+        if c.layer == "lrn" { return lrnDoubleBackward(c, w) }
         guard ["prelu", "maxout", "sigmoid", "tanh", "elu"].contains(c.layer), let u = c.upstream else { return nil }
         mpfr_set_emin(mpfr_get_emin_min())
         mpfr_set_emax(mpfr_get_emax_max())
@@ -473,6 +474,78 @@ extension Oracle {
                     dg.append((objective(ch, idx, xs, g + hg) - objective(ch, idx, xs, g - hg)) / (BigFloat(2) * hg))
                 }
                 return [dx, dg, (0..<channels).map { _ in BigFloat.zero }]
+            }
+        }
+        var p = max(dotPrecision(c, w), 6144)
+        var exact = evaluate(p)
+        for _ in 0..<3 {
+            p *= 2
+            let next = evaluate(p)
+            let stable = zip(next.joined(), exact.joined()).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
+            exact = next
+            if stable { break }
+        }
+        return exact
+    }
+}
+
+extension Oracle {
+    /// LRN's double backward as batch norm's: central differences (step 2^(−p/3) times the
+    /// column's scale, p ≥ 6,144 bits, doubled until the rounding is stable) of
+    /// F = Σ_c w_c·g_c over one spatial column, g from the textbook backward pass scattered
+    /// from each output c to its window: g_c = u_c·S_c^−β − (2αβ/size)·Σ_{o: c ∈ window(o)}
+    /// u_o·a_o·a_c·S_o^(−β−1), S_o = k + α·Σ_{j ∈ window(o)} a_j²/size.
+    static func lrnDoubleBackward(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]] {
+        mpfr_set_emin(mpfr_get_emin_min())
+        mpfr_set_emax(mpfr_get_emax_max())
+        let x = c.input("x")!, u = c.upstream!, wx = w[0].tensor
+        var size = 1, alpha = 0.0, beta = 0.0, k = 0.0
+        for (key, value) in c.config {
+            guard case .number(let n) = value else { continue }
+            switch key {
+            case "size": size = Int(n) ?? 1
+            case "alpha": alpha = Double(n) ?? .nan
+            case "beta": beta = Double(n) ?? .nan
+            case "k": k = Double(n) ?? .nan
+            default: break
+            }
+        }
+        let (batch, channels, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        func window(_ o: Int) -> Range<Int> { max(0, o - size / 2)..<min(channels, o + (size - 1) / 2 + 1) }
+        func evaluate(_ p: mpfr_prec_t) -> [[BigFloat]] {
+            BigFloat.$bits.withValue(p) {
+                let a = BigFloat(alpha), b = BigFloat(beta), kk = BigFloat(k), n = BigFloat(Double(size))
+                let step = BigFloat(0x1p-1).power(BigFloat(Double(p / 3)))
+                /// F over the column `at` at the values `column`.
+                func objective(_ at: [Int], _ column: [BigFloat]) -> BigFloat {
+                    var g = column.map { _ in BigFloat.zero }
+                    for o in 0..<channels {
+                        let q = BigFloat.zero
+                        for j in window(o) { q.addProduct(column[j], column[j]) }
+                        let base = kk + a * q / n
+                        g[o] = g[o] + BigFloat(u[at[o]]) * base.power(-b)
+                        let common = BigFloat(2) * a * b / n * BigFloat(u[at[o]]) * column[o] * base.power(-b - .one)
+                        for j in window(o) { g[j] = g[j] - common * column[j] }
+                    }
+                    let f = BigFloat.zero
+                    for (j, gj) in g.enumerated() { f.addProduct(BigFloat(wx[at[j]]), gj) }
+                    return f
+                }
+                var dx = x.scalars.map { _ in BigFloat.zero }
+                for bi in 0..<batch {
+                    for q in 0..<plane {
+                        let at = (0..<channels).map { (bi * channels + $0) * plane + q }
+                        let column = at.map { BigFloat(x[$0]) }
+                        let h = step * (BigFloat.one + BigFloat(at.map { x[$0].magnitude }.max() ?? 0))
+                        for (ch, i) in at.enumerated() {
+                            var plus = column, minus = column
+                            plus[ch] = column[ch] + h
+                            minus[ch] = column[ch] - h
+                            dx[i] = (objective(at, plus) - objective(at, minus)) / (BigFloat(2) * h)
+                        }
+                    }
+                }
+                return [dx]
             }
         }
         var p = max(dotPrecision(c, w), 6144)
