@@ -62,6 +62,8 @@ struct Interval {
     }
 
     var isExact: Bool { mpfr_equal_p(lo.v, hi.v) != 0 }
+    /// 0 ∈ [lo, hi] (or an end is NaN): the interval does not yet tell the sign.
+    var containsZero: Bool { mpfr_nan_p(lo.v) != 0 || mpfr_nan_p(hi.v) != 0 || (mpfr_sgn(lo.v) <= 0 && mpfr_sgn(hi.v) >= 0) }
 
     static func + (a: Interval, b: Interval) -> Interval {
         let r = Interval(precision: a.precision)

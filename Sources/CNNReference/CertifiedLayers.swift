@@ -409,6 +409,55 @@ final class CertifiedSlice {
         }
     }
 
+    /// Softmax's double backward p_k·(a_k·b_k − ⟨p, a ⊙ b⟩) with a = w − ⟨p, w⟩ and
+    /// b = u − ⟨p, u⟩, for finite w and u, rounded once. With the finite logits grouped by value
+    /// (`SoftmaxSecondOrderTerms`) it is e_k·Σ_σ C_σ·e^(σ − 3m)/S⁴ over the exact sums σ of three
+    /// group values, so 0 exactly iff every rational C_σ is (Lindemann–Weierstrass); that test,
+    /// d³ terms for d distinct logits, runs only where a 256-bit enclosure does not exclude 0.
+    func softmaxDoubleBackward(_ w: [Double], _ u: [Double]) -> [Double] {
+        let n = x.count
+        if allEqual {
+            // p = 1/n on the finite entries: rational.
+            let finite = (0..<n).filter { x[$0] != -.infinity }, nf = Rational(Double(finiteCount))
+            var sw = Rational.zero, su = Rational.zero
+            for j in finite { sw = sw + Rational(w[j]); su = su + Rational(u[j]) }
+            let wbar = sw / nf, ubar = su / nf
+            var total = Rational.zero
+            for j in finite { total = total + (Rational(w[j]) - wbar) * (Rational(u[j]) - ubar) }
+            let mean = total / nf
+            return (0..<n).map { k in
+                x[k] == -.infinity ? 0 : (((Rational(w[k]) - wbar) * (Rational(u[k]) - ubar) - mean) / nf).double
+            }
+        }
+        let a = CentredUpstream(self, w), b = CentredUpstream(self, u)
+        var dots: [Int: Interval] = [:]
+        /// ⟨p, a ⊙ b⟩ at p bits.
+        func dot(_ p: Int) -> Interval {
+            if let d = dots[p] { return d }
+            let l = level(p)
+            var s = Interval(0, precision: p)
+            for j in 0..<n { if let e = l.e[j] { s = s + e * a.enclosure(j, p) * b.enclosure(j, p) } }
+            let d = s / l.total
+            dots[p] = d
+            return d
+        }
+        func enclosure(_ k: Int, _ p: Int) -> Interval {
+            let l = level(p)
+            return l.e[k]! / l.total * (a.enclosure(k, p) * b.enclosure(k, p) - dot(p))
+        }
+        var terms: SoftmaxSecondOrderTerms?
+        func expansion() -> SoftmaxSecondOrderTerms {
+            let t = terms ?? SoftmaxSecondOrderTerms(x, w, u)
+            terms = t
+            return t
+        }
+        return (0..<n).map { k in
+            if x[k] == -.infinity { return 0 }
+            if enclosure(k, 256).containsZero && expansion().isZero(k) { return 0 }
+            return Certified.round(sign: { expansion().sign(k) }) { p in enclosure(k, p) }
+        }
+    }
+
     /// dy_k − Σ_j p_j·dy_j for finite dy, correctly rounded (0 where it is exactly 0): the
     /// log-softmax JVP along dy.
     func centred(_ dy: [Double]) -> [Double] {
@@ -541,6 +590,71 @@ final class CentredUpstream {
                 for j in g { c = c - Interval(dy[j], precision: p) }
                 total = total + c * (Interval(slice.x[g[0]], precision: p) - Interval(top, precision: p)).exp
             }
+            return total
+        }.sign
+    }
+}
+
+/// Softmax's double backward of one slice as exponential sums: with the finite logits grouped
+/// by value (group G: value v_G, n_G entries, W_G = Σw, U_G = Σu, P_G = Σw·u),
+/// S·a_k = Σ_G e_G·(n_G·w_k − W_G) and S·b_k likewise, so
+/// S⁴·DB_k/e_k = Σ_{L,H,K} e_L·e_H·e_K·(n_L·α_H·β_K − γ_LHK), α_H = n_H·w_k − W_H,
+/// β_K = n_K·u_k − U_K, γ_LHK = n_H·n_K·P_L − n_H·U_K·W_L − n_K·W_H·U_L + n_L·W_H·U_K;
+/// the triples are grouped by the exact sum σ = v_L + v_H + v_K (e_L·e_H·e_K = e^(σ − 3m)).
+final class SoftmaxSecondOrderTerms {
+    struct Group { let v: Double; let n: Rational, w: Rational, u: Rational, p: Rational }
+    let groups: [Group]
+    let w: [Double], u: [Double]
+    /// γ_LHK and the key of σ, per triple (L, H, K).
+    private let triples: [(l: Int, h: Int, k: Int, gamma: Rational, sigma: Rational)]
+
+    init(_ x: [Double], _ w: [Double], _ u: [Double]) {
+        self.w = w
+        self.u = u
+        var members: [Double: [Int]] = [:]
+        for j in x.indices where x[j] != -.infinity { members[x[j], default: []].append(j) }
+        groups = members.keys.sorted().map { v in
+            let m = members[v]!
+            var sw = Rational.zero, su = Rational.zero, sp = Rational.zero
+            for j in m {
+                sw = sw + Rational(w[j]); su = su + Rational(u[j])
+                if w[j] != 0 && u[j] != 0 { sp = sp + Rational(w[j]) * Rational(u[j]) }
+            }
+            return Group(v: v, n: Rational(Double(m.count)), w: sw, u: su, p: sp)
+        }
+        var t: [(Int, Int, Int, Rational, Rational)] = []
+        for (l, gl) in groups.enumerated() { for (h, gh) in groups.enumerated() { for (k, gk) in groups.enumerated() {
+            let gamma = gh.n * gk.n * gl.p - gh.n * gk.u * gl.w - gk.n * gh.w * gl.u + gl.n * gh.w * gk.u
+            t.append((l, h, k, gamma, (Rational(gl.v) + Rational(gh.v) + Rational(gk.v)).reduced))
+        } } }
+        triples = t
+    }
+
+    /// The live (σ, C_σ) of element k, C_σ ≠ 0.
+    func coefficients(_ k: Int) -> [(sigma: Rational, c: Rational)] {
+        let rw = Rational(w[k]), ru = Rational(u[k])
+        let alpha = groups.map { $0.n * rw - $0.w }, beta = groups.map { $0.n * ru - $0.u }
+        var sums: [String: (Rational, Rational)] = [:]
+        for t in triples {
+            let c = groups[t.l].n * alpha[t.h] * beta[t.k] - t.gamma
+            if c.isZero { continue }
+            let key = "\(t.sigma.m) \(t.sigma.e) \(t.sigma.d)"
+            let old = sums[key]?.1 ?? .zero
+            sums[key] = (t.sigma, old + c)
+        }
+        return sums.values.filter { !$0.1.isZero }.map { (sigma: $0.0, c: $0.1) }
+    }
+
+    func isZero(_ k: Int) -> Bool { coefficients(k).isEmpty }
+
+    /// The sign of DB_k ≠ 0: that of Σ C_σ·e^(σ − σ*), σ* the largest live σ (its term is C_σ*,
+    /// so no exponential of it leaves MPFR's range).
+    func sign(_ k: Int) -> FloatingPointSign? {
+        let live = coefficients(k)
+        guard let top = live.map(\.sigma).max(by: <) else { return nil }
+        return Certified.round { p in
+            var total = Interval(0, precision: p)
+            for (sigma, c) in live { total = total + Interval(c, precision: p) * Interval(sigma - top, precision: p).exp }
             return total
         }.sign
     }

@@ -151,12 +151,12 @@ public enum ForwardMode {
 
     /// The layers with golden double-backward values: the bilinear ones, those whose second
     /// derivative is 0 on every piece (linear in the data input, or piecewise linear), PReLU and
-    /// maxout (bilinear on the selected piece), the elementwise sigmoid, tanh, ELU and swish, and
-    /// log-softmax and the cross-entropy (a rational times softmax's Jacobian), batch norm
+    /// maxout (bilinear on the selected piece), the elementwise sigmoid, tanh, ELU and swish,
+    /// softmax, log-softmax and the cross-entropy (a rational times softmax's Jacobian), batch norm
     /// (rationals over √(σ² + ε)) and LRN (rationals times powers of the S_c).
     public static let doubleBackwardLayers = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat",
                                               "relu", "leaky_relu", "maxpool2d", "multiclass_hinge", "prelu", "maxout",
-                                              "sigmoid", "tanh", "elu", "swish", "log_softmax", "softmax_cross_entropy", "batchnorm2d", "lrn"]
+                                              "sigmoid", "tanh", "elu", "swish", "softmax", "log_softmax", "softmax_cross_entropy", "batchnorm2d", "lrn"]
 
     /// The upstream u of the double backward: the case's, or 1 for a loss (its output is the
     /// objective, so a loss case has none).
@@ -189,8 +189,9 @@ public enum ForwardMode {
     /// rationals times S_c^(−β−1) (`LRN.certifiedDoubleBackward`). Log-softmax's g = u − p·Σu gives
     /// ∂⟨w, g⟩/∂x = −Σu·J_softmax·w per slice, the cross-entropy's g_i = (u/N)·(p_i − e_{y_i})
     /// gives (u/N)·J_softmax(s_i)·w_i per row: J_softmax·w = p ⊙ (w − ⟨p, w⟩) scaled by the
-    /// rational before its one rounding (`CertifiedSlice.softmaxGradient`). Every other layer here
-    /// has ∂g/∂(x, θ) = 0.
+    /// rational before its one rounding (`CertifiedSlice.softmaxGradient`). Softmax's is
+    /// p ⊙ (a ⊙ b − ⟨p, a ⊙ b⟩) with a = w − ⟨p, w⟩ and b = u − ⟨p, u⟩
+    /// (`CertifiedSlice.softmaxDoubleBackward`). Every other layer here has ∂g/∂(x, θ) = 0.
     public static func doubleBackwardSources(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) throws(CaseError) -> [(name: String, shape: [Int], source: Source)] {
         guard doubleBackwardLayers.contains(c.layer) else {
             throw CaseError("tangents", "no golden double-backward values for \(c.layer) yet; layers with them: \(doubleBackwardLayers.joined(separator: ", "))")
@@ -216,7 +217,7 @@ public enum ForwardMode {
         case is Maxout:
             out[0].source = .direct
             out[1].source = .direct
-        case is Sigmoid, is Tanh, is ELU, is LogSoftmax, is SoftmaxCrossEntropy, is LRN:
+        case is Sigmoid, is Tanh, is ELU, is Softmax, is LogSoftmax, is SoftmaxCrossEntropy, is LRN:
             out[0].source = .direct
         default:
             break
@@ -252,6 +253,20 @@ public enum ForwardMode {
             return l.certifiedDoubleBackward(x, upstream: u, cotangents: w.map(\.tensor))
         case let l as LRN:
             return [l.certifiedDoubleBackward(x, upstream: u, cotangent: w[0].tensor)]
+        case let l as Softmax:
+            var out = x.scalars
+            var fallback: Tensor?
+            for slice in l.slices(x.shape) {
+                let ws = slice.map { w[0].tensor[$0] }, us = slice.map { u[$0] }
+                guard ws.allSatisfy(\.isFinite), us.allSatisfy(\.isFinite), let s = CertifiedSlice(slice.map { x[$0] }) else {
+                    let f = fallback ?? l.doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w[0].tensor)).gradients.input
+                    fallback = f
+                    for i in slice { out[i] = f[i] }
+                    continue
+                }
+                for (k, v) in s.softmaxDoubleBackward(ws, us).enumerated() { out[slice[k]] = v }
+            }
+            return [Tensor(shape: x.shape, scalars: out)]
         case let l as LogSoftmax:
             return [softmaxJacobianScaled(x, cotangent: w[0].tensor, slices: l.slices(x.shape), layer: l, upstream: u) { slice in
                 RationalScale(slice.map { -u[$0] })

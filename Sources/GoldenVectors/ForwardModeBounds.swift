@@ -235,6 +235,28 @@ extension ErrorModel {
                 return total * (3 + b)
             }
             return constant(Double(3 * min(lrn.size, channels) + 12), m, storage: 4)
+        case let l as Softmax:
+            // p ⊙ (a ⊙ b − ⟨p, a ⊙ b⟩), a = w − ⟨p, w⟩, b = u − ⟨p, u⟩: autodiff of the saved y's
+            // p ⊙ (u − ⟨p, u⟩) through y, the three dot products, the products and differences.
+            let axis = l.axis < 0 ? l.axis + x.rank : l.axis
+            let len = Double(x.shape[axis])
+            var m = [Double](repeating: 0, count: x.count), flushed = m
+            for slice in AxisSlices(shape: x.shape, axis: axis).all {
+                let p = conditionedProbabilities(slice.map { x[$0] })
+                let pw = zip(slice, p).reduce(0.0) { $0 + wx[$1.0].magnitude * $1.1 }, pu = zip(slice, p).reduce(0.0) { $0 + u[$1.0].magnitude * $1.1 }
+                let a = slice.map { wx[$0].magnitude + pw }, b = slice.map { u[$0].magnitude + pu }
+                let inner = slice.indices.reduce(0.0) { $0 + p[$1] * a[$1] * b[$1] }
+                let tw = finiteTotal(slice.map { wx[$0].magnitude }), tu = finiteTotal(slice.map { u[$0].magnitude })
+                for (k, i) in slice.enumerated() {
+                    m[i] = p[k] * (a[k] * b[k] + inner)
+                    flushed[i] = min((wx[i].magnitude + tw) * (u[i].magnitude + tu), .greatestFiniteMagnitude)
+                }
+            }
+            // The dot products are formed one after another, each of len terms: their errors add
+            // (Σ γ_len·M_dot ≤ γ_(len + 12)·ΣM), they do not compound.
+            var s = constant(len + 12, m, storage: 4)
+            s.underflowScale = flushed
+            return s
         case let l as LogSoftmax:
             // −Σu·p ⊙ (w − ⟨p, w⟩), autodiff of u − e^y·Σu: Σu, e^y from the stored y, the
             // products w·p, the dot, the difference and the product; stored between the steps.
@@ -245,7 +267,7 @@ extension ErrorModel {
                 let upTotal = finiteTotal(slice.map { u[$0].magnitude })
                 softmaxJacobianScale(slice, x, wx, scale: upTotal, into: &m, flushed: &flushed)
             }
-            var s = constant(2 * len + 10, m, storage: 4)
+            var s = constant(len + 10, m, storage: 4)   // Σu and the dot, one after the other
             s.underflowScale = flushed
             return s
         case let ce as SoftmaxCrossEntropy:

@@ -225,10 +225,11 @@ extension Oracle {
     /// - sigmoid, tanh, ELU: w·u·f″(x), with f″ from e^−|x| (odd: f″(−x) = −f″(x)):
     ///   σ″(x) = E·expm1(−x)/(1 + E)³ and tanh″(x) = 8E²·expm1(−2x)/(1 + E²)³ for x ≥ 0,
     ///   E = e^−x; ELU's α·eˣ on x ≤ 0;
-    /// - swish, log-softmax, the cross-entropy, batch norm and LRN: `swishDoubleBackward`,
-    ///   `softmaxDoubleBackward`, `batchNormDoubleBackward`, `lrnDoubleBackward`.
+    /// - swish, softmax, log-softmax, the cross-entropy, batch norm and LRN: `swishDoubleBackward`,
+    ///   `softmaxSecondOrder`, `softmaxDoubleBackward`, `batchNormDoubleBackward`, `lrnDoubleBackward`.
     static func directDoubleBackward(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]]? {
         if c.layer == "log_softmax" || c.layer == "softmax_cross_entropy" { return softmaxDoubleBackward(c, w) }
+        if c.layer == "softmax" { return softmaxSecondOrder(c, w) }
         if c.layer == "swish" { return swishDoubleBackward(c, w) }
         if c.layer == "batchnorm2d" { return batchNormDoubleBackward(c, w) }
         if c.layer == "lrn" { return lrnDoubleBackward(c, w) }
@@ -558,5 +559,69 @@ extension Oracle {
             if stable { break }
         }
         return exact
+    }
+}
+
+extension Oracle {
+    /// Softmax's double backward from ⟨w, g⟩ = ⟨p, w ⊙ u⟩ − ⟨p, w⟩⟨p, u⟩: its gradient in p is
+    /// v = w ⊙ u − ⟨p, u⟩·w − ⟨p, w⟩·u, and ∂/∂x = J·v = p ⊙ (v − ⟨p, v⟩), which equals
+    /// p_k·(a_k·b_k − Σ_l p_l·a_l·b_l) with a_l = Σ_i p_i·(w_l − w_i) and b_l = Σ_j p_j·(u_l − u_j):
+    /// pairwise differences, exact, so a constant w or u gives exactly 0 (slices wider than 64:
+    /// w_l − ⟨p, w⟩). At 4,096 bits beyond the case's, a cancellation's residue is far below the
+    /// smallest double; evaluated again at 4× the bits until the rounding is stable.
+    static func softmaxSecondOrder(_ c: Case, _ w: [NamedTensor]) -> [[BigFloat]] {
+        mpfr_set_emin(mpfr_get_emin_min())
+        mpfr_set_emax(mpfr_get_emax_max())
+        let x = c.inputs[0].tensor, wx = w[0].tensor, u = c.upstream!
+        var axis = 0
+        if case .number(let a)? = c.config.first(where: { $0.0 == "axis" })?.1 { axis = Int(a) ?? 0 }
+        if axis < 0 { axis += x.rank }
+        let slices = AxisSlices(shape: x.shape, axis: axis).all
+        func evaluate(_ p: mpfr_prec_t) -> [BigFloat] {
+            BigFloat.$bits.withValue(p) {
+                var out = x.scalars.map { _ in BigFloat.zero }
+                for slice in slices {
+                    let values = slice.map { x[$0] }
+                    if values.contains(where: \.isNaN) || values.contains(.infinity) || values.allSatisfy({ $0 == -.infinity }) {
+                        for i in slice { out[i] = BigFloat(.nan) }
+                        continue
+                    }
+                    let m = BigFloat(values.max()!)
+                    let e = values.map { (BigFloat($0) - m).positiveExp }
+                    let total = BigFloat.zero
+                    for v in e { total.add(v) }
+                    let ws = slice.map { BigFloat(wx[$0]) }, us = slice.map { BigFloat(u[$0]) }
+                    func centred(_ t: [BigFloat]) -> [BigFloat] {
+                        if t.count > 64 {
+                            let dot = BigFloat.zero
+                            for (ej, tj) in zip(e, t) { dot.addProduct(ej, tj) }
+                            let mean = dot / total
+                            return t.map { $0 - mean }
+                        }
+                        return t.map { tl in
+                            let sum = BigFloat.zero
+                            for (ej, tj) in zip(e, t) { sum.addProduct(ej, tl - tj) }
+                            return sum / total
+                        }
+                    }
+                    let a = centred(ws), b = centred(us)
+                    let inner = BigFloat.zero
+                    for j in slice.indices { inner.addProduct(e[j], a[j] * b[j]) }
+                    let mean = inner / total
+                    for (k, i) in slice.enumerated() { out[i] = e[k] / total * (a[k] * b[k] - mean) }
+                }
+                return out
+            }
+        }
+        var p = max(dotPrecision(c, w), bits(c)) + 4096
+        var exact = evaluate(p)
+        for _ in 0..<3 {
+            p *= 4
+            let next = evaluate(p)
+            let stable = zip(next, exact).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
+            exact = next
+            if stable { break }
+        }
+        return [exact]
     }
 }

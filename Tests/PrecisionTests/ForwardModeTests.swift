@@ -112,12 +112,13 @@ import Testing
         }
     }
 
-    /// Log-softmax's and the cross-entropy's double backward r·p ⊙ (w − ⟨p, w⟩) at its exact
-    /// branches, against the oracle at every element: a slice of equal logits (p = 1/n, a
+    /// Softmax's double backward p ⊙ (a ⊙ b − ⟨p, a ⊙ b⟩), and log-softmax's and the
+    /// cross-entropy's r·p ⊙ (w − ⟨p, w⟩), at their exact branches, against the oracle at every element: a slice of equal logits (p = 1/n, a
     /// rational value), a −∞ logit beside tied maxima, gaps past 708 (p below the subnormals),
     /// cotangents constant on a slice (J·w = 0 exactly), ±0 and subnormal cotangents, and (for
-    /// log-softmax) upstreams summing to exactly 0 (r = 0) or to a subnormal.
-    @Test(arguments: ["jvp/log_softmax/rank2-3x4-axis1-double", "jvp/softmax_cross_entropy/n4-c5-mean-f32",
+    /// softmax and log-softmax) upstreams constant on a slice, summing to exactly 0 (r = 0) or to
+    /// a subnormal.
+    @Test(arguments: ["jvp/softmax/rank2-3x4-axis1-double", "jvp/log_softmax/rank2-3x4-axis1-double", "jvp/softmax_cross_entropy/n4-c5-mean-f32",
                       "jvp/softmax_cross_entropy/n8-c10-sum-f32"])
     func softmaxDoubleBackwardAtItsBranches(id: String) throws {
         let template = try #require(Self.twins.first { $0.id == id })
@@ -126,7 +127,7 @@ import Testing
         let rows: [[Double]] = [[1, 1, 1, 1, 1], [0, -.infinity, 0, 2, -1], [0, -750, -1000, 3, -709.5], [-0.5, 5e-324, 0, -0.0, 30]]
         let logits = (0..<shape.reduce(1, *)).map { rows[($0 / width) % rows.count][$0 % width % 5] }
         let cotangents: [[Double]] = [[0.5, -1.5, 2, 0.25, 3], [1, 1, 1, 1, 1], [0, -0.0, 0, 3, 0], [1e-300, 5e-324, -1e300, 1, -0.0]]
-        let upstreams: [[Double]] = [[1, -1, 2, 0.5, 0.25], [1, -1, 1, -1, 0], [-3, 0, 1e-300, 5e-324, 0]]
+        let upstreams: [[Double]] = [[1, -1, 2, 0.5, 0.25], [1, -1, 1, -1, 0], [-3, 0, 1e-300, 5e-324, 0], [2, 2, 2, 2, 2]]
         var checked = 0
         for (a, w) in cotangents.enumerated() {
             for u in (template.upstream == nil ? [[]] : upstreams) {
