@@ -62,7 +62,8 @@ extension CNNRef {
             let fwdC = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CompensatedSum.self) } } / 100
             let fwdP = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: PlainSum.self) } } / 100
             let fwdE = median(repetitions) { for _ in 0..<100 { _ = conv.forward(x, accumulator: CorrectlyRounded.self) } } / 100
-            printOut("conv2d forward: plain \(ms(fwdP)), compensated \(ms(fwdC)), correctly rounded \(ms(fwdE))\n")
+            func us(_ s: Double) -> String { String(format: "%.1f µs", s * 1e6) }
+            printOut("conv2d forward: plain \(us(fwdP)), compensated \(us(fwdC)), correctly rounded \(us(fwdE))\n")
             let structuralOnly = try median(repetitions * 10) {
                 _ = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 0))
             }
