@@ -346,16 +346,7 @@ extension Oracle {
                 return out
             }
         }
-        var p = max(dotPrecision(c, w), bits(c))
-        var exact = evaluate(p)
-        for _ in 0..<3 {
-            p *= 4
-            let next = evaluate(p)
-            let stable = zip(next, exact).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
-            exact = next
-            if stable { break }
-        }
-        return [exact]
+        return [untilStable(from: max(dotPrecision(c, w), bits(c)), growth: 4, evaluate)]
     }
 }
 
@@ -389,16 +380,7 @@ extension Oracle {
                 return [dx, [db]]
             }
         }
-        var p = max(dotPrecision(c, w), bits(c)) * 2
-        var exact = evaluate(p)
-        for _ in 0..<3 {
-            p *= 4
-            let next = evaluate(p)
-            let stable = zip(next.joined(), exact.joined()).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
-            exact = next
-            if stable { break }
-        }
-        return exact
+        return untilStable(from: max(dotPrecision(c, w), bits(c)) * 2, growth: 4, evaluate)
     }
 }
 
@@ -477,16 +459,7 @@ extension Oracle {
                 return [dx, dg, (0..<channels).map { _ in BigFloat.zero }]
             }
         }
-        var p = max(dotPrecision(c, w), 6144)
-        var exact = evaluate(p)
-        for _ in 0..<3 {
-            p *= 2
-            let next = evaluate(p)
-            let stable = zip(next.joined(), exact.joined()).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
-            exact = next
-            if stable { break }
-        }
-        return exact
+        return untilStable(from: max(dotPrecision(c, w), 6144), growth: 2, evaluate)
     }
 }
 
@@ -549,16 +522,7 @@ extension Oracle {
                 return [dx]
             }
         }
-        var p = max(dotPrecision(c, w), 6144)
-        var exact = evaluate(p)
-        for _ in 0..<3 {
-            p *= 2
-            let next = evaluate(p)
-            let stable = zip(next.joined(), exact.joined()).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
-            exact = next
-            if stable { break }
-        }
-        return exact
+        return untilStable(from: max(dotPrecision(c, w), 6144), growth: 2, evaluate)
     }
 }
 
@@ -613,15 +577,37 @@ extension Oracle {
                 return out
             }
         }
-        var p = max(dotPrecision(c, w), bits(c)) + 4096
+        return [untilStable(from: max(dotPrecision(c, w), bits(c)) + 4096, growth: 4, evaluate)]
+    }
+}
+
+extension Oracle {
+    /// `evaluate` at `start` bits, then at `growth`× the bits (at most three times) until every
+    /// value rounds to the same double as before (NaN matching NaN): the oracle's guard against
+    /// cancellation between values rounded at p bits.
+    static func untilStable(from start: mpfr_prec_t, growth: mpfr_prec_t, _ evaluate: (mpfr_prec_t) -> [BigFloat]) -> [BigFloat] {
+        var p = start
         var exact = evaluate(p)
         for _ in 0..<3 {
-            p *= 4
+            p *= growth
             let next = evaluate(p)
             let stable = zip(next, exact).allSatisfy { $0.double.bitPattern == $1.double.bitPattern || ($0.isNaN && $1.isNaN) }
             exact = next
             if stable { break }
         }
-        return [exact]
+        return exact
+    }
+
+    /// `untilStable` for several tensors at once, judged together.
+    static func untilStable(from start: mpfr_prec_t, growth: mpfr_prec_t, _ evaluate: (mpfr_prec_t) -> [[BigFloat]]) -> [[BigFloat]] {
+        var shape: [Int] = []
+        let flat = untilStable(from: start, growth: growth) { p -> [BigFloat] in
+            let t = evaluate(p)
+            shape = t.map(\.count)
+            return Array(t.joined())
+        }
+        var out: [[BigFloat]] = [], offset = 0
+        for n in shape { out.append(Array(flat[offset..<(offset + n)])); offset += n }
+        return out
     }
 }
