@@ -94,7 +94,7 @@ public struct Case: Sendable {
             throw CaseError("upstream.shape", "expected the output shape \(outShape), found \(upstream.shape)")
         }
         var out = self
-        if let tangents { out.tangents = try ForwardMode.conform(tangents, layer, input: x.shape, output: outShape) }
+        if let tangents { out.tangents = try ForwardMode.conform(tangents, of: self, layer, input: x.shape, output: outShape) }
         if let expected {
             let layout = CaseFormat.expectedLayout(layer, input: x.shape, output: outShape)
             out.expected = Expected(
@@ -226,7 +226,7 @@ public struct CaseDecoder: Sendable {
         }
         if let t = tangents {
             try ForwardMode.requireJVP(layer)
-            result.tangents = try ForwardMode.conform(t, built, input: xShape, output: outShape)
+            result.tangents = try ForwardMode.conform(t, of: result, built, input: xShape, output: outShape)
         }
         if let expected {
             // Exactly the layer's tensors, each with the layer's shape, in the layer's order.
@@ -678,7 +678,7 @@ extension Case {
             gradients: [NamedTensor(layer.inputName, g.input)]
                 + zip(layer.parameters, g.parameters).map { NamedTensor($0.name, $1) })
         if let tangents {
-            let t = try ForwardMode.conform(tangents, layer, input: x.shape, output: outShape)
+            let t = try ForwardMode.conform(tangents, of: self, layer, input: x.shape, output: outShape)
             out.tangents = t
             out.expected!.jvp = [NamedTensor(layer.outputName, try ForwardMode.jvp(out, layer: layer, tangents: t))]
             if ForwardMode.doubleBackwardLayers.contains(self.layer) {

@@ -229,13 +229,7 @@ public enum ForwardMode {
     /// gradient order; the others are not read.
     static func directDoubleBackward(_ c: Case, layer: any Layer, cotangents w: [NamedTensor]) -> [Tensor] {
         let x = c.input(layer.inputName)!, u = upstream(c)!
-        func elementwise(_ f: (Double, Double, Double) -> Double) -> [Tensor] {
-            [Tensor(shape: x.shape, scalars: x.scalars.indices.map { f(x[$0], w[0].tensor[$0], u[$0]) })]
-        }
         switch layer {
-        case is Sigmoid: return elementwise(CertifiedElementwise.sigmoidSecondProduct)
-        case is Tanh: return elementwise(CertifiedElementwise.tanhSecondProduct)
-        case let elu as ELU: return elementwise { CertifiedElementwise.eluSecondProduct($0, alpha: elu.alpha, $1, $2) }
         case let l as Swish:
             let wx = w[0].tensor, wb = w[1].tensor[0]
             var fallback: Gradients?   // non-finite operands: IEEE in double-double
@@ -277,7 +271,8 @@ public enum ForwardMode {
             return [softmaxJacobianScaled(x, cotangent: w[0].tensor, slices: (0..<n).map { Array($0 * classes..<($0 + 1) * classes) },
                                           layer: l, upstream: u) { _ in scale }]
         case let l as any SecondOrder:
-            // PReLU, Maxout: one CorrectlyRounded sum of products per value, or an exact product.
+            // PReLU, Maxout: one CorrectlyRounded sum of products per value, or an exact product;
+            // sigmoid, tanh, ELU: w·u·f″(x) certified per element (`ElementwiseSecondOrder`).
             let g = l.doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w[0].tensor, parameters: w.dropFirst().map(\.tensor))).gradients
             return [g.input] + g.parameters
         default:
@@ -338,8 +333,32 @@ public enum ForwardMode {
         return k == 0 ? g.input : g.parameters[k - 1]
     }
 
-    /// `tangents` checked against the layer's gradient layout: every name, once, with its shape.
-    static func conform(_ tangents: [NamedTensor], _ layer: any Layer, input: [Int], output: [Int]) throws(CaseError) -> [NamedTensor] {
-        try CaseFormat.conform(tangents, to: CaseFormat.expectedLayout(layer, input: input, output: output).gradients, path: "tangents", complete: true)
+    /// The layers whose data input may hold −∞ (a masked logit) in a forward-mode case.
+    static let maskableLogits = ["softmax", "log_softmax", "softmax_cross_entropy"]
+
+    /// `tangents` checked against the layer's gradient layout (every name, once, with its shape),
+    /// and every value of the case finite: its inputs, upstream and tangents.
+    ///
+    /// Why finite: a derivative at or along NaN or ±∞ is not defined, and engines disagree on what
+    /// they return there (select-style rules give 0 where products give NaN: ReLU's JVP at x < 0
+    /// along a NaN tangent is 0 in PyTorch and JAX, a convolution's is NaN), so no golden value
+    /// could be right for all of them. The `cnnref-case-1` case carries the conventions of the
+    /// forward and backward passes at non-finite values. One exception: a −∞ logit of softmax,
+    /// log-softmax or the cross-entropy (a masked class) is the limit the layers extend to
+    /// continuously, p = 0 with zero derivatives, where engines agree.
+    static func conform(_ tangents: [NamedTensor], of c: Case, _ layer: any Layer, input: [Int], output: [Int]) throws(CaseError) -> [NamedTensor] {
+        let conformed = try CaseFormat.conform(tangents, to: CaseFormat.expectedLayout(layer, input: input, output: output).gradients,
+                                               path: "tangents", complete: true)
+        let fields = c.inputs.map { ("inputs.\($0.name)", $0.tensor) } + (c.upstream.map { [("upstream", $0)] } ?? [])
+            + conformed.map { ("tangents.\($0.name)", $0.tensor) }
+        let logits = maskableLogits.contains(c.layer) ? "inputs.\(layer.inputName)" : nil
+        for (field, t) in fields {
+            if let k = t.scalars.firstIndex(where: { !$0.isFinite && !(field == logits && $0 == -.infinity) }) {
+                throw CaseError("\(field).data[\(k)]", "\(t[k].isNaN ? "NaN" : t[k] > 0 ? "Infinity" : "-Infinity") in a \(schema) case: forward-mode values need finite inputs, upstream and "
+                                + "tangents, but for a −∞ logit (a derivative at or along NaN or ±∞ is not defined, and engines disagree there); "
+                                + "the \(CaseFormat.schema) case without tangents takes non-finite values")
+            }
+        }
+        return conformed
     }
 }

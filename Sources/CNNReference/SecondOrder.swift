@@ -38,34 +38,33 @@ public protocol SecondOrder: Layer {
 /// the backward pass applied to the tangent (correctly rounded like it), and the
 /// double backward needs f'': ∂⟨w, f'(x)·u⟩/∂x = w·u·f''(x), ∂/∂u = f'(x)·w.
 protocol ElementwiseSecondOrder: SecondOrder, ElementwiseLayer {
-    /// f''(x) of the piece selected at x.
-    func secondDerivative(_ x: Double) -> Double
+    /// w·u·f''(x) on the piece selected at x, correctly rounded: formed as one value, so
+    /// neither w·u beyond the doubles nor an f'' below them loses it.
+    func secondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double
 }
 
 extension ElementwiseSecondOrder {
     public func jvp(_ x: Tensor, tangents t: Tangents) -> Tensor { backward(x, outputGradient: t.input).input }
     public func doubleBackward(_ x: Tensor, outputGradient u: Tensor, cotangents w: Tangents) -> DoubleBackward {
-        let dx = x.scalars.indices.map { i in
-            (DoubleDouble.product(w.input[i], u[i]) * DoubleDouble(secondDerivative(x[i]))).value
-        }
+        let dx = x.scalars.indices.map { i in secondProduct(x[i], w.input[i], u[i]) }
         return DoubleBackward(gradients: Gradients(input: Tensor(shape: x.shape, scalars: dx)),
                               outputGradient: jvp(x, tangents: w))
     }
 }
 
 extension ReLU: ElementwiseSecondOrder {
-    /// 0 on both pieces.
-    func secondDerivative(_ x: Double) -> Double { 0 }
+    /// f'' = 0 on both pieces (NaN for a non-finite w or u, as 0·∞).
+    func secondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double { w.isFinite && u.isFinite ? 0 : .nan }
 }
 
 extension LeakyReLU: ElementwiseSecondOrder {
-    /// 0 on both pieces.
-    func secondDerivative(_ x: Double) -> Double { 0 }
+    /// f'' = 0 on both pieces (NaN for a non-finite w or u, as 0·∞).
+    func secondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double { w.isFinite && u.isFinite ? 0 : .nan }
 }
 
 extension ELU: ElementwiseSecondOrder {
-    /// 0 for x > 0, α·eˣ for x ≤ 0 (the negative branch at 0, as the first derivative).
-    func secondDerivative(_ x: Double) -> Double { x > 0 ? 0 : (DoubleDouble(alpha) * DoubleDouble.exp(DoubleDouble(x))).value }
+    /// f'' = 0 for x > 0, α·eˣ for x ≤ 0 (the negative branch at 0, as the first derivative).
+    func secondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double { CertifiedElementwise.eluSecondProduct(x, alpha: alpha, w, u) }
 }
 
 /// σ''(z)/σ'(z) = −tanh(z/2): σ'' = −σ(z)·σ(−z)·tanh(z/2), which has no cancellation
@@ -86,18 +85,11 @@ func tanhDD(_ x: DoubleDouble) -> DoubleDouble {
 }
 
 extension Sigmoid: ElementwiseSecondOrder {
-    func secondDerivative(_ x: Double) -> Double { logisticSecond(DoubleDouble(x)).value }
+    func secondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double { CertifiedElementwise.sigmoidSecondProduct(x, w, u) }
 }
 
 extension Tanh: ElementwiseSecondOrder {
-    /// tanh'' = −2·tanh(x)·sech²(x), with sech² = 4e/(1 + e)², e = e^−2|x| (no cancellation).
-    func secondDerivative(_ x: Double) -> Double {
-        guard x.isFinite else { return x.isNaN ? x : -0.0 * x }
-        let e = DoubleDouble.exp(DoubleDouble(-2 * x.magnitude))
-        let one = DoubleDouble(1)
-        let sech2 = DoubleDouble(4) * e / ((one + e) * (one + e))
-        return (DoubleDouble(-2) * tanhDD(DoubleDouble(x)) * sech2).value
-    }
+    func secondProduct(_ x: Double, _ w: Double, _ u: Double) -> Double { CertifiedElementwise.tanhSecondProduct(x, w, u) }
 }
 
 // MARK: - Elementwise layers with parameters

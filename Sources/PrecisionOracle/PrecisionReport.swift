@@ -443,18 +443,13 @@ extension Oracle {
         func evaluate(_ p: mpfr_prec_t) -> [[BigFloat]] {
             BigFloat.$bits.withValue(p) {
                 var dx = x.scalars.map { _ in BigFloat.zero }, dg: [BigFloat] = []
-                let step = BigFloat(0x1p-1).power(BigFloat(Double(p / 3)))
                 for ch in 0..<channels {
                     let idx = channel(ch), xs = idx.map { BigFloat(x[$0]) }, g = BigFloat(gamma[ch])
-                    let h = step * (BigFloat.one + BigFloat(idx.map { x[$0].magnitude }.max() ?? 0))
+                    let h = differenceStep(p, scale: idx.map { x[$0].magnitude }.max() ?? 0)
                     for (k, i) in idx.enumerated() {
-                        var plus = xs, minus = xs
-                        plus[k] = xs[k] + h
-                        minus[k] = xs[k] - h
-                        dx[i] = (objective(ch, idx, plus, g) - objective(ch, idx, minus, g)) / (BigFloat(2) * h)
+                        dx[i] = centralDifference(xs, k, step: h) { objective(ch, idx, $0, g) }
                     }
-                    let hg = step * (BigFloat.one + BigFloat(gamma[ch].magnitude))
-                    dg.append((objective(ch, idx, xs, g + hg) - objective(ch, idx, xs, g - hg)) / (BigFloat(2) * hg))
+                    dg.append(centralDifference([g], 0, step: differenceStep(p, scale: gamma[ch].magnitude)) { objective(ch, idx, xs, $0[0]) })
                 }
                 return [dx, dg, (0..<channels).map { _ in BigFloat.zero }]
             }
@@ -489,7 +484,6 @@ extension Oracle {
         func evaluate(_ p: mpfr_prec_t) -> [[BigFloat]] {
             BigFloat.$bits.withValue(p) {
                 let a = BigFloat(alpha), b = BigFloat(beta), kk = BigFloat(k), n = BigFloat(Double(size))
-                let step = BigFloat(0x1p-1).power(BigFloat(Double(p / 3)))
                 /// F over the column `at` at the values `column`.
                 func objective(_ at: [Int], _ column: [BigFloat]) -> BigFloat {
                     var g = column.map { _ in BigFloat.zero }
@@ -510,13 +504,8 @@ extension Oracle {
                     for q in 0..<plane {
                         let at = (0..<channels).map { (bi * channels + $0) * plane + q }
                         let column = at.map { BigFloat(x[$0]) }
-                        let h = step * (BigFloat.one + BigFloat(at.map { x[$0].magnitude }.max() ?? 0))
-                        for (ch, i) in at.enumerated() {
-                            var plus = column, minus = column
-                            plus[ch] = column[ch] + h
-                            minus[ch] = column[ch] - h
-                            dx[i] = (objective(at, plus) - objective(at, minus)) / (BigFloat(2) * h)
-                        }
+                        let h = differenceStep(p, scale: at.map { x[$0].magnitude }.max() ?? 0)
+                        for (ch, i) in at.enumerated() { dx[i] = centralDifference(column, ch, step: h) { objective(at, $0) } }
                     }
                 }
                 return [dx]
@@ -582,6 +571,21 @@ extension Oracle {
 }
 
 extension Oracle {
+    /// ∂F/∂v_k at `values` by the central difference (F(v + h·e_k) − F(v − h·e_k))/2h, for the
+    /// double backward of batch norm and LRN.
+    static func centralDifference(_ values: [BigFloat], _ k: Int, step h: BigFloat, _ f: ([BigFloat]) -> BigFloat) -> BigFloat {
+        var plus = values, minus = values
+        plus[k] = values[k] + h
+        minus[k] = values[k] - h
+        return (f(plus) - f(minus)) / (BigFloat(2) * h)
+    }
+
+    /// The step at p bits, 2^(−p/3)·(1 + scale): truncation (step²) and rounding (2^−p/step) both
+    /// below 2^(−2p/3) relative.
+    static func differenceStep(_ p: mpfr_prec_t, scale: Double) -> BigFloat {
+        BigFloat(0x1p-1).power(BigFloat(Double(p / 3))) * (BigFloat.one + BigFloat(scale))
+    }
+
     /// `evaluate` at `start` bits, then at `growth`× the bits (at most three times) until every
     /// value rounds to the same double as before (NaN matching NaN): the oracle's guard against
     /// cancellation between values rounded at p bits.

@@ -151,6 +151,48 @@ import Testing
         }
     }
 
+    /// A forward-mode case with NaN or ±∞ anywhere — in any input, parameter or buffer, the
+    /// upstream or any tangent, at the first, last or a seeded middle position — is refused, naming
+    /// the field and the element; decoded and built in Swift (`evaluated`) alike.
+    @Test(arguments: ForwardMode.layers)
+    func nonFiniteForwardModeValuesAreRefused(layer: String) throws {
+        let c = try #require(Self.twins.first { $0.layer == layer })
+        var fields = c.inputs.map { ("inputs.\($0.name)", $0.tensor.count) } + c.tangents!.map { ("tangents.\($0.name)", $0.tensor.count) }
+        if let u = c.upstream { fields.append(("upstream", u.count)) }
+        var state: UInt64 = 0x5DEE_CE66
+        for (field, count) in fields {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            for (k, value) in [(0, Double.nan), (count - 1, .infinity), (Int((state >> 33) % UInt64(count)), -.infinity)] {
+                var d = c
+                func put(_ t: Tensor) -> Tensor { var t = t; t.scalars[k] = value; return t }
+                let (group, name) = (field.split(separator: ".").first!, field.split(separator: ".").last!)
+                switch group {
+                case "inputs": d.inputs = d.inputs.map { $0.name == name ? NamedTensor($0.name, put($0.tensor)) : $0 }
+                case "tangents": d.tangents = d.tangents!.map { $0.name == name ? NamedTensor($0.name, put($0.tensor)) : $0 }
+                default: d.upstream = put(d.upstream!)
+                }
+                let spelled = value.isNaN ? "NaN" : value > 0 ? "Infinity" : "-Infinity"
+                let expected = "\(field).data[\(k)]: \(spelled) in a cnnref-case-2 case: forward-mode values need finite"
+                // The dropout mask (0 or 1) and batch norm's running variance (≥ 0) refuse some of
+                // these first, with their own message for the same element.
+                let own = ["inputs.mask", "inputs.running_var"].contains(field) ? "\(field).data[\(k)]: " : expected
+                // A −∞ logit (a masked class) is taken.
+                let masked = ["softmax", "log_softmax", "softmax_cross_entropy"].contains(layer) && field == "inputs.\(c.inputs[0].name)"
+                    && value == -.infinity
+                let decoded: String
+                do { _ = try CaseDecoder().decode(d.json); decoded = "" } catch { decoded = "\(error)" }
+                #expect(masked ? decoded == "" : decoded.hasPrefix(own), "\(c.id): \(decoded)")
+                d.expected = nil
+                do {
+                    _ = try d.evaluated()
+                    if !masked { Issue.record("\(c.id) \(field)[\(k)] = \(value) evaluated") }
+                } catch {
+                    #expect(!masked && "\(error)".hasPrefix(own), "\(c.id): \(error)")
+                }
+            }
+        }
+    }
+
     /// The double backward: the layers' own passes float64; stored in float32 it passes float32
     /// and, where it is not 0, fails float64; conv2d's and linear's with the weight W where the
     /// cotangent's w_W belongs fails; missing, the case is partial.

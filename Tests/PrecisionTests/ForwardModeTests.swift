@@ -144,6 +144,35 @@ import Testing
         #expect(checked == cotangents.count * (template.upstream == nil ? 1 : upstreams.count) * logits.count)
     }
 
+    /// The layers' own double backward of σ, tanh and ELU, w·u·f″(x), which `cnnref gradcheck
+    /// --order 2` checks: where w·u is beyond the doubles (1e300·1e300) and f″ small, or f″
+    /// below them (x = −900), it is the exact value rounded once, ±∞ only where that is.
+    @Test(arguments: ["sigmoid", "tanh", "elu"])
+    func theLayersDoubleBackwardDoesNotOverflowBeforeItsValue(layer: String) throws {
+        var c = try #require(Self.twins.first { $0.layer == layer })
+        let xs: [Double] = [-900, -300, -40, -2, -0.5, 0.5, 3, 40, 300]
+        let ws: [Double] = [1e300, -1e300, 1.5e308, 3e-300]
+        let us: [Double] = [1e300, -3e200, 1.5e308, 1e-10]
+        let n = xs.count * ws.count * us.count
+        let shape = [n]
+        c.inputs = [NamedTensor(c.inputs[0].name, Tensor(shape: shape, scalars: (0..<n).map { xs[$0 % xs.count] }))] + c.inputs.dropFirst()
+        c.upstream = Tensor(shape: shape, scalars: (0..<n).map { us[$0 / (xs.count * ws.count)] })
+        c.tangents = [NamedTensor(c.tangents![0].name, Tensor(shape: shape, scalars: (0..<n).map { ws[($0 / xs.count) % ws.count] }))]
+        c.expected = nil
+        var e = try c.evaluated()
+        let l = try #require(try LayerRegistry.makeLayer(e) as? any SecondOrder)
+        let own = l.doubleBackward(e.inputs[0].tensor, outputGradient: e.upstream!, cotangents: Tangents(input: e.tangents![0].tensor))
+        e.expected!.doubleBackward = [NamedTensor(e.expected!.doubleBackward[0].name, own.gradients.input)]
+        let (checked, violations) = Oracle.doubleBackwardViolations(e, elements: n)
+        #expect(checked == n)
+        var finite = 0
+        for k in 0..<n where own.gradients.input[k].isFinite && own.gradients.input[k].magnitude > 1e280 { finite += 1 }
+        #expect(finite >= 4, "\(layer): \(finite) values beyond 1e280")
+        for v in violations {
+            Issue.record("\(layer) double_backward\(v.index): ours \(v.ours), oracle \(v.truth) (\(v.ulps) ulp)")
+        }
+    }
+
     /// The edges: each layer's first twin with its inputs, parameters, tangents and upstream
     /// redrawn (seeded) from ±0, subnormals, 1e±300 and values up to ±1.5e308 (softmax, whose
     /// oracle needs bits in proportion to the logit gaps, up to ±30): every JVP and double
