@@ -21,6 +21,11 @@ import Foundation
 ///   values sum to 3/h, so the numerical derivative carries at most 3·ε·S/h of
 ///   rounding, and the analytic value, rounded once, ε·|a|. GSL's own round-off
 ///   term uses ε·|f|, which misses cancellation inside ⟨upstream, y⟩.
+/// - S is local: an element check differentiates L(t) − L(θ) formed as
+///   Σⱼ upstreamⱼ·(yⱼ(t) − yⱼ(θ)), so an output that does not read θᵢ contributes an exact 0
+///   (the forward pass is deterministic) and no rounding; S sums |upstreamⱼ·yⱼ| over the
+///   outputs that read θᵢ: those a NaN in θᵢ changes (every layer here propagates NaN to
+///   what reads it) and any that changed within the stencil (a layer that swallows NaN).
 ///
 /// The step is h = 2⁻¹³·max(1, |θᵢ|), made exactly representable as (θᵢ + h) − θᵢ.
 ///
@@ -209,6 +214,14 @@ struct Run {
     let nearUnderflow: Bool
     /// L at the point; when it is not finite there is nothing to differentiate.
     let baseObjective: Double
+    /// The output at the point, by the accumulator element checks evaluate L with (`objective(_:_:_:piece:)`).
+    let baseOutput: [Double]
+    /// The outputs that read the element being checked (`OutputMask`); nil outside element checks.
+    var reading: OutputMask?
+    /// S over the outputs a NaN in the element changes: the constant the element's objective
+    /// is offset by, so that GSL's round-off estimate, ε·|f|, sees the noise of those outputs
+    /// (a bare difference near 0 would make GSL shrink its step into the noise).
+    var readingOffset = 0.0
     /// For a `SumOfProducts` layer, element checks evaluate L with plain loops, whose
     /// rounding is bounded from the layer's own sums (see `roundoff`).
     let plain: PlainNoise?
@@ -238,6 +251,7 @@ struct Run {
         nearUnderflow = !(layer is any SumOfProducts) && y.scalars.contains { $0 != 0 && $0.magnitude < 0x1p-968 }
         let u = upstream.scalars
         baseObjective = CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
+        baseOutput = nearUnderflow ? layer.forward(input, accumulator: CorrectlyRounded.self).scalars : y.scalars
         if layer is any SumOfProducts && configuration.elementwise {
             var absolute = layer
             for k in absolute.parameters.indices {
@@ -286,12 +300,50 @@ struct Run {
         return CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
     }
 
-    /// L (or L of `piece`) with element i of slot set to t (restored afterwards).
+    /// L (or L of `piece`) with element i of slot set to t (restored afterwards), up to a
+    /// constant: for a sum-of-products layer with plain loops, L itself; otherwise
+    /// S + L(t) − L(θ) = S + Σⱼ uⱼ·(yⱼ(t) − yⱼ(θ)) (`readingOffset`), recording in `reading` the
+    /// outputs that changed.
     mutating func objective(_ slot: Int, _ i: Int, _ t: Double, piece: [Int]? = nil) -> Double {
         let saved = tensor(slot)[i]
         set(slot, i, t)
         defer { set(slot, i, saved) }
-        return objective(piece: piece, plainLoops: plain != nil && piece == nil)
+        if plain != nil && piece == nil { return objective(piece: nil, plainLoops: true) }
+        let y = output(piece: piece).scalars
+        reading?.mark(changedFrom: baseOutput, y)
+        let u = upstream.scalars, base = baseOutput
+        return CompensatedSum.sum { acc in
+            acc.add(readingOffset)
+            for k in u.indices { acc.add(u[k], times: y[k] - base[k]) }
+        }
+    }
+
+    /// The forward pass (of `piece`) with the accumulator `baseOutput` was formed with.
+    func output(piece: [Int]? = nil) -> Tensor {
+        if let piece, let piecewise = layer as? any PiecewiseSmooth {
+            return nearUnderflow ? piecewise.forward(input, piece: piece, accumulator: CorrectlyRounded.self)
+                : piecewise.forward(input, piece: piece, accumulator: CompensatedSum.self)
+        }
+        return nearUnderflow ? layer.forward(input, accumulator: CorrectlyRounded.self) : layer.forward(input, accumulator: CompensatedSum.self)
+    }
+
+    /// Starts the element's `reading` mask with the outputs a NaN in it changes.
+    mutating func probeReading(_ slot: Int, _ i: Int) {
+        let mask = OutputMask(count: baseOutput.count)
+        let saved = tensor(slot)[i]
+        set(slot, i, .nan)
+        mask.mark(changedFrom: baseOutput, output().scalars)
+        set(slot, i, saved)
+        reading = mask
+        readingOffset = noiseScale
+    }
+
+    /// S for the element being checked: Σ|uⱼ·yⱼ| + |uⱼ|·2⁻¹⁰²³ over the outputs that read it
+    /// (over every output outside element checks).
+    var noiseScale: Double {
+        guard let reading else { return scale }
+        let u = upstream.scalars
+        return reading.marked.reduce(0) { $0 + (u[$1] * baseOutput[$1]).magnitude + u[$1].magnitude * 0x1p-1023 }
     }
 
     mutating func activeSet(_ slot: Int, _ i: Int, _ t: Double) -> [Int] {
@@ -316,7 +368,7 @@ struct Run {
     /// plain loops by the bound in `PlainNoise`, counted twice for the rule's 3/h (a
     /// factor 2 of margin for the rounding of the bound itself).
     func roundoff(_ h: Double) -> Double {
-        guard let plain else { return configuration.c * Double.ulpOfOne * scale / h }
+        guard let plain else { return configuration.c * Double.ulpOfOne * noiseScale / h }
         return 2 * 3 * plain.gamma * (plain.magnitude + 2 * h * magnitudeSlope) / h
     }
 
@@ -340,6 +392,8 @@ struct Run {
             return ElementResult(tensor: name, index: index, analytic: a, numeric: .nan, oneSided: nil, abserr: 0,
                                  tolerance: 0, kind: .notFinite, ratio: 0)
         }
+        if plain == nil { probeReading(slot, i) }
+        defer { reading = nil }
         guard a.isFinite else {
             // A non-finite analytic value is skipped only where the objective itself is
             // not finite around the point; otherwise the backward is wrong here.
@@ -400,8 +454,33 @@ struct Run {
             let g2 = gamma(plain.terms, eps) * gamma(plain.terms, eps) + gamma(plain.outputs, eps) * gamma(plain.outputs, eps)
             tol = 2 * (2 * eps + g2) * noise * (1 + 4 * eps) + 4 * eps * a.magnitude
         }
+        // Still coarse where the outputs cancel (|yᵢ| ≪ Mᵢ): correctly rounded outputs and a
+        // correctly rounded L, each off by at most u·|value| (+ half the smallest subnormal),
+        // bounded from the values themselves rather than from Σ|terms|.
+        if tol > 1e-10 * a.magnitude, let (high, eHigh) = roundedObjective(slot, i, H), let (low, eLow) = roundedObjective(slot, i, -H) {
+            let exactTol = 2 * (eHigh + eLow) / (2 * H) * (1 + 8 * eps) + 4 * eps * a.magnitude
+            if exactTol < tol {
+                numeric = (high - low) / (2 * H)
+                tol = exactTol
+            }
+        }
         return ElementResult(tensor: name, index: index, analytic: a, numeric: numeric, oneSided: nil, abserr: 0,
                              tolerance: tol, kind: .affine, ratio: ratio((a - numeric).magnitude, tol))
+    }
+
+    /// L with element i of slot set to t from correctly rounded outputs and a correctly rounded
+    /// sum, and a bound on its error: Σ|uⱼ|·(u·|yⱼ| + 2⁻¹⁰⁷⁵) for the outputs, u·|L| + 2⁻¹⁰⁷⁵
+    /// for the sum (u = 2⁻⁵³); nil where L is not finite.
+    mutating func roundedObjective(_ slot: Int, _ i: Int, _ t: Double) -> (value: Double, error: Double)? {
+        let saved = tensor(slot)[i]
+        set(slot, i, t)
+        defer { set(slot, i, saved) }
+        let u = upstream.scalars, y = layer.forward(input, accumulator: CorrectlyRounded.self).scalars
+        let value = CorrectlyRounded.sum { acc in for (a, b) in zip(u, y) { acc.add(a, times: b) } }
+        let outputs = zip(u, y).reduce(0.0) { $0 + $1.0.magnitude * ($1.1.magnitude * 0x1p-53 + 0x1p-1075) }
+        let error = (outputs + value.magnitude * 0x1p-53 + 0x1p-1075) * (1 + 0x1p-50)
+        guard value.isFinite, error.isFinite else { return nil }
+        return (value, error)
     }
 
     /// L with element i of slot set to t: plain loops throughout, or compensated sums
@@ -577,6 +656,17 @@ struct Run {
         }
         return checks
     }
+}
+
+/// The outputs that read one element: marked where a forward pass with it moved differs
+/// bitwise from the output at the point. One per element check, on one worker.
+final class OutputMask: @unchecked Sendable {
+    private var flags: [Bool]
+    init(count: Int) { flags = Array(repeating: false, count: count) }
+    func mark(changedFrom base: [Double], _ y: [Double]) {
+        for k in flags.indices where !flags[k] && y[k].bitPattern != base[k].bitPattern { flags[k] = true }
+    }
+    var marked: [Int] { flags.indices.filter { flags[$0] } }
 }
 
 /// One slot per element, written by exactly one worker each.
