@@ -75,6 +75,19 @@ public protocol PiecewiseSmooth: Layer {
     func forward(_ x: Tensor, piece: [Int], accumulator: (some Accumulator).Type) -> Tensor
 }
 
+/// A piecewise-smooth layer each of whose pieces is affine in every single element of the
+/// input and of each parameter (ReLU, leaky ReLU, PReLU, max pooling, maxout, the hinge),
+/// and whose `forward(_:piece:accumulator:)` with `CorrectlyRounded` rounds each output at
+/// most once. On a frozen piece the slope between any two points is then the derivative, with
+/// no truncation error, which the gradient checker uses.
+public protocol PiecewiseLinear: PiecewiseSmooth {}
+
+/// A layer affine in every single element of the input and of each parameter, everywhere
+/// (add, concat, flatten, dropout with its mask fixed), whose forward pass with
+/// `CorrectlyRounded` rounds each output at most once: the gradient checker's slope between
+/// any two points is the derivative, as for `PiecewiseLinear` on a piece.
+public protocol AffineInEachElement: Layer {}
+
 /// A layer each of whose outputs is one sum of products of its input and
 /// parameter elements, formed through the accumulator (convolution, linear,
 /// average pooling). Run with `TermMagnitude` or `TermCount` it measures its own
@@ -147,3 +160,14 @@ public func checkedProduct(_ factors: [Int]) -> Int? {
     }
     return p
 }
+
+extension ReLU: PiecewiseLinear {}
+extension LeakyReLU: PiecewiseLinear {}
+extension PReLU: PiecewiseLinear {}
+extension MaxPool2D: PiecewiseLinear {}
+extension Maxout: PiecewiseLinear {}
+extension MulticlassHinge: PiecewiseLinear {}
+extension Add: AffineInEachElement {}
+extension Concat: AffineInEachElement {}
+extension Flatten: AffineInEachElement {}
+extension Dropout: AffineInEachElement {}

@@ -407,6 +407,10 @@ struct Run {
             return judgeNearKink(slot, i, x, h, a, name, index)
         }
         if plain != nil, here.isEmpty, let affine = checkAffine(slot, i, a, name, index) { return affine }
+        if let (slope, tol) = pieceSlope(slot, i, a, piece: here) {
+            return ElementResult(tensor: name, index: index, analytic: a, numeric: slope, oneSided: nil, abserr: 0,
+                                 tolerance: tol, kind: .affine, ratio: ratio((a - slope).magnitude, tol))
+        }
         let central = derivative(.central, slot, i, x, h)
         let tol = tolerance(a, abserr: central.abserr, h: h)
         let result = ElementResult(tensor: name, index: index, analytic: a, numeric: central.value, oneSided: nil,
@@ -457,7 +461,8 @@ struct Run {
         // Still coarse where the outputs cancel (|yᵢ| ≪ Mᵢ): correctly rounded outputs and a
         // correctly rounded L, each off by at most u·|value| (+ half the smallest subnormal),
         // bounded from the values themselves rather than from Σ|terms|.
-        if tol > 1e-10 * a.magnitude, let (high, eHigh) = roundedObjective(slot, i, H), let (low, eLow) = roundedObjective(slot, i, -H) {
+        if tol > 1e-10 * a.magnitude, let (high, eHigh) = roundedObjective(roundedOutput(slot, i, H)),
+           let (low, eLow) = roundedObjective(roundedOutput(slot, i, -H)) {
             let exactTol = 2 * (eHigh + eLow) / (2 * H) * (1 + 8 * eps) + 4 * eps * a.magnitude
             if exactTol < tol {
                 numeric = (high - low) / (2 * H)
@@ -468,17 +473,45 @@ struct Run {
                              tolerance: tol, kind: .affine, ratio: ratio((a - numeric).magnitude, tol))
     }
 
-    /// L with element i of slot set to t from correctly rounded outputs and a correctly rounded
-    /// sum, and a bound on its error: Σ|uⱼ|·(u·|yⱼ| + 2⁻¹⁰⁷⁵) for the outputs, u·|L| + 2⁻¹⁰⁷⁵
-    /// for the sum (u = 2⁻⁵³); nil where L is not finite.
-    mutating func roundedObjective(_ slot: Int, _ i: Int, _ t: Double) -> (value: Double, error: Double)? {
+    /// A `PiecewiseLinear` layer's L on the frozen `piece` (an `AffineInEachElement` layer's L,
+    /// with no piece) is affine in element i of slot, so
+    /// the slope between θᵢ = ±H is its derivative with no truncation error: H = 2³⁰·max(1, |θᵢ|)
+    /// (a power of two, 2H exact) makes the outputs' rounding weigh ~2⁻³⁰ of what the central
+    /// rule's step does. Only the outputs that read θᵢ (`reading`) or differ between the two
+    /// points enter: the others are the same double at both and cancel exactly. The tolerance
+    /// is twice the bound of `roundedObjective` at both points over 2H, plus 4ε·|a|. nil for
+    /// other layers or where L(±H) is not finite.
+    mutating func pieceSlope(_ slot: Int, _ i: Int, _ a: Double, piece: [Int]) -> (value: Double, tolerance: Double)? {
+        guard (layer is any PiecewiseLinear && !piece.isEmpty) || (layer is any AffineInEachElement && piece.isEmpty) else { return nil }
+        let H = Double(sign: .plus, exponent: max(0, tensor(slot)[i].exponent) + 30, significand: 1)
+        guard H.isFinite else { return nil }
+        let high = roundedOutput(slot, i, H, piece: piece), low = roundedOutput(slot, i, -H, piece: piece)
+        let mask = OutputMask(count: high.count)
+        mask.mark(changedFrom: low, high)
+        let outputs = Array(Set(mask.marked + (reading?.marked ?? Array(high.indices)))).sorted()
+        guard let (lHigh, eHigh) = roundedObjective(high, over: outputs), let (lLow, eLow) = roundedObjective(low, over: outputs) else { return nil }
+        return ((lHigh - lLow) / (2 * H), 2 * (eHigh + eLow) / (2 * H) * (1 + 0x1p-50) + 4 * 0x1p-53 * a.magnitude)
+    }
+
+    /// The output, correctly rounded, with element i of slot set to t (of `piece`, frozen).
+    mutating func roundedOutput(_ slot: Int, _ i: Int, _ t: Double, piece: [Int]? = nil) -> [Double] {
         let saved = tensor(slot)[i]
         set(slot, i, t)
         defer { set(slot, i, saved) }
-        let u = upstream.scalars, y = layer.forward(input, accumulator: CorrectlyRounded.self).scalars
-        let value = CorrectlyRounded.sum { acc in for (a, b) in zip(u, y) { acc.add(a, times: b) } }
-        let outputs = zip(u, y).reduce(0.0) { $0 + $1.0.magnitude * ($1.1.magnitude * 0x1p-53 + 0x1p-1075) }
-        let error = (outputs + value.magnitude * 0x1p-53 + 0x1p-1075) * (1 + 0x1p-50)
+        if let piece, !piece.isEmpty, let piecewise = layer as? any PiecewiseSmooth {
+            return piecewise.forward(input, piece: piece, accumulator: CorrectlyRounded.self).scalars
+        }
+        return layer.forward(input, accumulator: CorrectlyRounded.self).scalars
+    }
+
+    /// Σ uⱼ·yⱼ over `outputs` (all of them by default), correctly rounded, for correctly rounded
+    /// outputs y, and a bound on its error: Σ|uⱼ|·(u·|yⱼ| + 2⁻¹⁰⁷⁵) for the outputs, u·|L| + 2⁻¹⁰⁷⁵
+    /// for the sum (u = 2⁻⁵³); nil where it is not finite.
+    func roundedObjective(_ y: [Double], over outputs: [Int]? = nil) -> (value: Double, error: Double)? {
+        let u = upstream.scalars, indices = outputs ?? Array(y.indices)
+        let value = CorrectlyRounded.sum { acc in for k in indices { acc.add(u[k], times: y[k]) } }
+        let rounding = indices.reduce(0.0) { $0 + u[$1].magnitude * (y[$1].magnitude * 0x1p-53 + 0x1p-1075) }
+        let error = (rounding + value.magnitude * 0x1p-53 + 0x1p-1075) * (1 + 0x1p-50)
         guard value.isFinite, error.isFinite else { return nil }
         return (value, error)
     }
@@ -526,8 +559,13 @@ struct Run {
         if layer is any PiecewiseSmooth {
             let piece = layer.activeSet(input)
             var probe = self
-            let selected = gslDerivative(.central, at: x, step: h) { t in probe.objective(slot, i, t, piece: piece) }
-            let tol = tolerance(a, abserr: selected.abserr, h: h)
+            var selected: NumericalDerivative, tol: Double
+            if let (slope, pieceTol) = pieceSlope(slot, i, a, piece: piece) {
+                (selected, tol) = (NumericalDerivative(value: slope, abserr: 0), pieceTol)
+            } else {
+                selected = gslDerivative(.central, at: x, step: h) { t in probe.objective(slot, i, t, piece: piece) }
+                tol = tolerance(a, abserr: selected.abserr, h: h)
+            }
             return ElementResult(tensor: name, index: index, analytic: a, numeric: selected.value,
                                  oneSided: (left.value, right.value), abserr: selected.abserr, tolerance: tol,
                                  kind: onKink ? .kink : .nearKink, ratio: ratio((a - selected.value).magnitude, tol))
