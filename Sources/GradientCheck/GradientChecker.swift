@@ -202,7 +202,7 @@ struct Run {
     var input: Tensor
     let upstream: Tensor
     let configuration: GradientCheckConfiguration
-    let analytic: Gradients
+    var analytic: Gradients
     /// Σ|upstreamᵢ·yᵢ| at the point, plus Σ|upstreamᵢ|·2⁻¹⁰²³ for the absolute rounding
     /// (half a subnormal step, with c's margin) of each output: the scale of the
     /// objective's rounding noise.
