@@ -120,9 +120,12 @@ public struct ELU: ElementwiseLayer, Pointwise, PiecewiseSmooth {
             x > 0 ? x : exact ? CertifiedElementwise.elu(x, alpha: alpha) : fast(x)
         })
     }
-    func fast(_ x: Double) -> Double {
-        x == 0 ? alpha * x : (DoubleDouble(alpha) * DoubleDouble.expm1(DoubleDouble(x))).value
+    /// The negative piece α·(eˣ − 1), at any x (the frozen piece of a kink check takes it beyond 0).
+    func fast(_ x: Double) -> Double { negativePiece(x).value }
+    func negativePiece(_ x: Double) -> DoubleDouble {
+        x == 0 ? DoubleDouble(alpha * x) : DoubleDouble(alpha) * DoubleDouble.expm1(DoubleDouble(x))
     }
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] { x.scalars.map { $0 > 0 ? DoubleDouble($0) : negativePiece($0) } }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
             x > 0 ? g : CertifiedElementwise.eluGradient(x, alpha: alpha, g)
@@ -146,6 +149,7 @@ public struct Sigmoid: ElementwiseLayer, Pointwise {
             exact ? CertifiedElementwise.sigmoid(x) : DoubleDouble.logistic(DoubleDouble(x)).value
         })
     }
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] { x.scalars.map { DoubleDouble.logistic(DoubleDouble($0)) } }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map { x, g in
             CertifiedElementwise.sigmoidGradient(x, g)
@@ -164,13 +168,16 @@ public struct Tanh: ElementwiseLayer, Pointwise {
     public init() {}
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         if certifies(A.self) { return Tensor(shape: x.shape, scalars: x.scalars.map(CertifiedElementwise.tanh)) }
-        return Tensor(shape: x.shape, scalars: x.scalars.map { x in
+        return Tensor(shape: x.shape, scalars: forwardExtended(x).map(\.value))
+    }
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
+        x.scalars.map { x in
             let a = DoubleDouble(2 * x.magnitude)
             let one = DoubleDouble(1), two = DoubleDouble(2)
             let t = x.magnitude < 0.5 ? DoubleDouble.expm1(a) / (DoubleDouble.expm1(a) + two)
                                       : one - two / (DoubleDouble.exp(a) + one)
-            return x.isNaN || x == 0 ? x : (x < 0 ? -t.value : t.value)
-        })
+            return x.isNaN || x == 0 ? DoubleDouble(x) : (x < 0 ? -t : t)
+        }
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         Gradients(input: Tensor(shape: x.shape, scalars: zip(x.scalars, dy.scalars).map(CertifiedElementwise.tanhGradient)))
@@ -200,6 +207,10 @@ public struct Swish: ElementwiseLayer, Pointwise {
             (exact ? CertifiedElementwise.swish(x, beta: b) : nil)
                 ?? (DoubleDouble(x) * DoubleDouble.logistic(DoubleDouble.product(b, x))).value
         })
+    }
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
+        let b = beta
+        return x.scalars.map { DoubleDouble($0) * DoubleDouble.logistic(DoubleDouble.product(b, $0)) }
     }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         let b = beta

@@ -143,6 +143,43 @@ public struct BatchNorm2D: Layer {
         return y
     }
 
+    /// γ·(x − μ)/√(σ² + ε) + β in double-double, the batch statistics (training) in it too:
+    /// for the gradient checker's element objective.
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
+        var y = x.scalars.map { DoubleDouble($0) }
+        for c in 0..<x.shape[1] {
+            let idx = indices(x.shape, c)
+            let (mu, root) = extendedStatistics(idx.map { x[$0] }, c)
+            for i in idx { y[i] = DoubleDouble(bias[c]) + DoubleDouble(weight[c]) * (DoubleDouble(x[i]) - mu) / root }
+        }
+        return y
+    }
+
+    /// μ and √(σ² + ε) in double-double.
+    func extendedStatistics(_ values: [Double], _ c: Int) -> (DoubleDouble, DoubleDouble) {
+        guard training else { return (DoubleDouble(runningMean[c]), DoubleDouble.squareRoot(DoubleDouble(runningVar[c]) + DoubleDouble(eps))) }
+        let m = DoubleDouble(Double(values.count))
+        var sum = DoubleDoubleSum(), squares = DoubleDoubleSum()
+        for v in values { sum.add(DoubleDouble(v)) }
+        let mu = sum.total / m
+        for v in values { let d = DoubleDouble(v) - mu; squares.add(d * d) }
+        return (mu, DoubleDouble.squareRoot(squares.total / m + DoubleDouble(eps)))
+    }
+
+    /// |y| + |β| + |γ|·(|x| + 2·mean|x|)/√(σ² + ε): x − μ is formed to about 2⁻¹⁰⁴ of |x| + |μ|,
+    /// not of itself.
+    public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] {
+        var m = y.map { $0.hi.magnitude }
+        for c in 0..<x.shape[1] {
+            let idx = indices(x.shape, c)
+            let values = idx.map { x[$0] }
+            let (mu, root) = extendedStatistics(values, c)
+            let mean = training ? values.reduce(0) { $0 + $1.magnitude } / Double(values.count) : mu.hi.magnitude
+            for i in idx { m[i] += bias[c].magnitude + weight[c].magnitude * (x[i].magnitude + 2 * mean) / root.hi }
+        }
+        return m
+    }
+
     /// μ and σ² + ε in double-double (the gradient checker's fast passes, and the IEEE
     /// result for non-finite operands).
     func plainStatistics(_ values: [Double], _ c: Int) -> (Double, Double) {

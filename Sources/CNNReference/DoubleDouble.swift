@@ -128,6 +128,19 @@ public struct DoubleDouble: Sendable, Equatable {
         return y
     }
 
+    /// √x to about 2⁻¹⁰⁴ relative: the double root s, then one Newton step s + (x − s²)/2s
+    /// with x − s² exact (s² as a TwoProduct).
+    public static func squareRoot(_ x: DoubleDouble) -> DoubleDouble {
+        let s = x.hi.squareRoot()
+        guard s.isFinite, s > 0 else { return DoubleDouble(s) }
+        return DoubleDouble(s) + (x - product(s, s)) / DoubleDouble(2 * s)
+    }
+
+    /// xʸ = e^(y·log x) for x > 0, relative to about 2⁻⁹⁰·(1 + |y|·(1 + |log x|)).
+    public static func power(_ x: DoubleDouble, _ y: Double) -> DoubleDouble {
+        exp(DoubleDouble(y) * log(x))
+    }
+
     /// σ(x) = 1/(1 + e^−x), arranged so that e^(−|x|) never overflows.
     public static func logistic(_ x: DoubleDouble) -> DoubleDouble {
         let e = exp(DoubleDouble(hi: -x.hi.magnitude, lo: x.hi < 0 ? x.lo : -x.lo))

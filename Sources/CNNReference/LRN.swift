@@ -75,6 +75,24 @@ public struct LRN: Layer {
         }
     }
 
+    /// x_c·S_c^−β in double-double, S_c = k + α·Σ x_j²/size: for the gradient checker's
+    /// element objective.
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
+        let s = x.shape, plane = s[2] * s[3]
+        return (0..<x.count).map { i in
+            let (n, c, p) = (i / (s[1] * plane), (i / plane) % s[1], i % plane)
+            var q = DoubleDoubleSum()
+            for j in window(c, channels: s[1]) { let v = x[(n * s[1] + j) * plane + p]; q.add(DoubleDouble.product(v, v)) }
+            let base = DoubleDouble(k) + DoubleDouble(alpha) * q.total / DoubleDouble(Double(size))
+            return DoubleDouble(x[i]) * DoubleDouble.power(base, -beta)
+        }
+    }
+
+    /// |y|·(1 + |β|·(1 + |log S|)): the power is e^(−β·log S), relative to about that.
+    public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] {
+        zip(y, plainBases(x)).map { $0.hi.magnitude * (1 + beta.magnitude * (1 + Foundation.log($1).magnitude)) }
+    }
+
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         guard certifies(A.self), x.scalars.allSatisfy(\.isFinite) else {
             let b = plainBases(x)

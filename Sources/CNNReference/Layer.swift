@@ -82,6 +82,23 @@ public protocol PiecewiseSmooth: Layer {
 /// no truncation error, which the gradient checker uses.
 public protocol PiecewiseLinear: PiecewiseSmooth {}
 
+/// A layer that gives its forward pass in double-double, every output to within 2⁻⁸⁰ of its
+/// value relative (the transcendental layers, which compute in it and round once; their
+/// `forward` with a non-certifying accumulator is this rounded). The gradient checker's
+/// element objective is then accurate far beyond the doubles, so its noise does not hide a
+/// derivative small beside the output (nearly saturated σ and tanh, small probabilities).
+public protocol ExtendedForward: Layer {
+    func forwardExtended(_ x: Tensor) -> [DoubleDouble]
+    /// Mⱼ such that output j of `forwardExtended` is within 2⁻⁸⁰·Mⱼ of its value: |yⱼ| where the
+    /// double-double arithmetic is relative (the default), more where it is absolute (a
+    /// logarithm near 1).
+    func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double]
+}
+
+extension ExtendedForward {
+    public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] { y.map(\.hi.magnitude) }
+}
+
 /// A layer affine in every single element of the input and of each parameter, everywhere
 /// (add, concat, flatten, dropout with its mask fixed), whose forward pass with
 /// `CorrectlyRounded` rounds each output at most once: the gradient checker's slope between
@@ -171,3 +188,12 @@ extension Add: AffineInEachElement {}
 extension Concat: AffineInEachElement {}
 extension Flatten: AffineInEachElement {}
 extension Dropout: AffineInEachElement {}
+extension Sigmoid: ExtendedForward {}
+extension Tanh: ExtendedForward {}
+extension ELU: ExtendedForward {}
+extension Swish: ExtendedForward {}
+extension Softmax: ExtendedForward {}
+extension LogSoftmax: ExtendedForward {}
+extension SoftmaxCrossEntropy: ExtendedForward {}
+extension BatchNorm2D: ExtendedForward {}
+extension LRN: ExtendedForward {}

@@ -58,13 +58,22 @@ public struct SoftmaxCrossEntropy: Layer {
             return Tensor(scalar: CertifiedLosses.crossEntropy(slices, labels: labels,
                                                                divisor: reduction == .mean ? Double(n) : 1))
         }
+        return Tensor(scalar: forwardExtended(x)[0].value)
+    }
+
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
         var total = DoubleDoubleSum()
         for (i, row) in rows(x).enumerated() {
-            guard let row else { return Tensor(scalar: .nan) }
+            guard let row else { return [DoubleDouble(.nan)] }
             total.add(DoubleDouble.log(row.total) - row.shifted[labels[i]])
         }
         let n = DoubleDouble(Double(x.shape[0]))
-        return Tensor(scalar: (reduction == .mean ? total.total / n : total.total).value)
+        return [reduction == .mean ? total.total / n : total.total]
+    }
+
+    /// |y| + N (÷ N for the mean): each row's log S_i is within about 2⁻⁹⁴ absolute near S_i = 1.
+    public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] {
+        [y[0].hi.magnitude + (reduction == .mean ? 1 : Double(x.shape[0]))]
     }
 
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {

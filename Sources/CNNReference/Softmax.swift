@@ -88,6 +88,15 @@ public struct Softmax: AlongAxis {
         return Tensor(shape: x.shape, scalars: y)
     }
 
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
+        var y = x.scalars.map { DoubleDouble($0) }
+        for slice in slices(x.shape) {
+            let e = ShiftedExponentials(slice.map { x[$0] })
+            for (k, i) in slice.enumerated() { y[i] = e?.probability(k) ?? DoubleDouble(.nan) }
+        }
+        return y
+    }
+
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         var dx = x.scalars
         for slice in slices(x.shape) {
@@ -128,6 +137,19 @@ public struct LogSoftmax: AlongAxis {
         }
         return Tensor(shape: x.shape, scalars: y)
     }
+
+    public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
+        var y = x.scalars.map { DoubleDouble($0) }
+        for slice in slices(x.shape) {
+            let e = ShiftedExponentials(slice.map { x[$0] })
+            let logTotal = e.map { DoubleDouble.log($0.total) }
+            for (k, i) in slice.enumerated() { y[i] = e.map { $0.shifted[k] - logTotal! } ?? DoubleDouble(.nan) }
+        }
+        return y
+    }
+
+    /// |y| + 1: log S (S ≥ 1) is within about 2⁻⁹⁴ absolute, not relative, near S = 1.
+    public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] { y.map { $0.hi.magnitude + 1 } }
 
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         var dx = x.scalars

@@ -216,12 +216,19 @@ struct Run {
     let baseObjective: Double
     /// The output at the point, by the accumulator element checks evaluate L with (`objective(_:_:_:piece:)`).
     let baseOutput: [Double]
+    /// An `ExtendedForward` layer's double-double output at the point, which element checks
+    /// difference instead (empty for other layers, and where an output lies below 2⁻⁹⁶⁸, where
+    /// the low word would be subnormal).
+    let baseExtended: [DoubleDouble]
+    /// Mⱼ with each double-double output within 2⁻⁸⁰·Mⱼ (`ExtendedForward.extendedErrorScale`).
+    let extendedScale: [Double]
     /// The outputs that read the element being checked (`OutputMask`); nil outside element checks.
     var reading: OutputMask?
-    /// S over the outputs a NaN in the element changes: the constant the element's objective
-    /// is offset by, so that GSL's round-off estimate, ε·|f|, sees the noise of those outputs
-    /// (a bare difference near 0 would make GSL shrink its step into the noise).
-    var readingOffset = 0.0
+    /// S over the outputs a NaN in the element changes, for doubles and for double-double:
+    /// the element's objective is offset by S (by S·2⁻⁸⁰/ε for double-double), so that GSL's
+    /// round-off estimate, ε·|f|, sees the noise of those outputs (a bare difference near 0
+    /// would make GSL shrink its step into the noise).
+    var readingScales = (double: 0.0, extended: 0.0)
     /// For a `SumOfProducts` layer, element checks evaluate L with plain loops, whose
     /// rounding is bounded from the layer's own sums (see `roundoff`).
     let plain: PlainNoise?
@@ -252,6 +259,9 @@ struct Run {
         let u = upstream.scalars
         baseObjective = CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
         baseOutput = nearUnderflow ? layer.forward(input, accumulator: CorrectlyRounded.self).scalars : y.scalars
+        let extended = nearUnderflow ? nil : (layer as? any ExtendedForward)?.forwardExtended(input)
+        baseExtended = extended.map { e in e.allSatisfy { $0.hi == 0 || !($0.hi.magnitude < 0x1p-968) } ? e : [] } ?? []
+        extendedScale = baseExtended.isEmpty ? [] : (layer as! any ExtendedForward).extendedErrorScale(input, baseExtended)
         if layer is any SumOfProducts && configuration.elementwise {
             var absolute = layer
             for k in absolute.parameters.indices {
@@ -302,18 +312,26 @@ struct Run {
 
     /// L (or L of `piece`) with element i of slot set to t (restored afterwards), up to a
     /// constant: for a sum-of-products layer with plain loops, L itself; otherwise
-    /// S + L(t) − L(θ) = S + Σⱼ uⱼ·(yⱼ(t) − yⱼ(θ)) (`readingOffset`), recording in `reading` the
+    /// S + L(t) − L(θ) = S + Σⱼ uⱼ·(yⱼ(t) − yⱼ(θ)) (`readingScales`), recording in `reading` the
     /// outputs that changed.
     mutating func objective(_ slot: Int, _ i: Int, _ t: Double, piece: [Int]? = nil) -> Double {
         let saved = tensor(slot)[i]
         set(slot, i, t)
         defer { set(slot, i, saved) }
         if plain != nil && piece == nil { return objective(piece: nil, plainLoops: true) }
+        if piece == nil, !baseExtended.isEmpty, let extended = layer as? any ExtendedForward {
+            let y = extended.forwardExtended(input), base = baseExtended
+            reading?.mark { y[$0].hi.bitPattern != base[$0].hi.bitPattern || y[$0].lo.bitPattern != base[$0].lo.bitPattern }
+            var sum = DoubleDoubleSum()
+            sum.add(DoubleDouble(readingScales.extended * (0x1p-80 / Double.ulpOfOne)))
+            for (k, uk) in upstream.scalars.enumerated() { sum.add(DoubleDouble(uk) * (y[k] - base[k])) }
+            return sum.total.value
+        }
         let y = output(piece: piece).scalars
         reading?.mark(changedFrom: baseOutput, y)
         let u = upstream.scalars, base = baseOutput
         return CompensatedSum.sum { acc in
-            acc.add(readingOffset)
+            acc.add(readingScales.double)
             for k in u.indices { acc.add(u[k], times: y[k] - base[k]) }
         }
     }
@@ -335,14 +353,18 @@ struct Run {
         mask.mark(changedFrom: baseOutput, output().scalars)
         set(slot, i, saved)
         reading = mask
-        readingOffset = noiseScale
+        readingScales = (noiseScale(frozen: true), noiseScale(frozen: false))
     }
 
     /// S for the element being checked: Σ|uⱼ·yⱼ| + |uⱼ|·2⁻¹⁰²³ over the outputs that read it
-    /// (over every output outside element checks).
-    var noiseScale: Double {
+    /// (over every output outside element checks); for the double-double objective of an
+    /// `ExtendedForward` layer (not `frozen` on a piece), Σ|uⱼ|·Mⱼ, its outputs' error scale.
+    func noiseScale(frozen: Bool) -> Double {
         guard let reading else { return scale }
         let u = upstream.scalars
+        if !frozen, !extendedScale.isEmpty {
+            return reading.marked.reduce(0) { $0 + u[$1].magnitude * (extendedScale[$1] + 0x1p-1023) }
+        }
         return reading.marked.reduce(0) { $0 + (u[$1] * baseOutput[$1]).magnitude + u[$1].magnitude * 0x1p-1023 }
     }
 
@@ -358,8 +380,10 @@ struct Run {
         return (x + h) - x
     }
 
-    func tolerance(_ a: Double, abserr: Double, h: Double) -> Double {
-        configuration.k * abserr + configuration.c * Double.ulpOfOne * a.magnitude + roundoff(h)
+    /// `frozen`: the objective was of a frozen piece, formed from doubles even for an
+    /// `ExtendedForward` layer.
+    func tolerance(_ a: Double, abserr: Double, h: Double, frozen: Bool = false) -> Double {
+        configuration.k * abserr + configuration.c * Double.ulpOfOne * a.magnitude + roundoff(h, frozen: frozen)
     }
 
     /// The rounding the numerical derivative can carry: the 5-point rule weighs four
@@ -367,8 +391,11 @@ struct Run {
     /// evaluation is off by at most about ε·S (c·ε·S/h with c = 4 covers 3·ε·S/h); with
     /// plain loops by the bound in `PlainNoise`, counted twice for the rule's 3/h (a
     /// factor 2 of margin for the rounding of the bound itself).
-    func roundoff(_ h: Double) -> Double {
-        guard let plain else { return configuration.c * Double.ulpOfOne * noiseScale / h }
+    func roundoff(_ h: Double, frozen: Bool = false) -> Double {
+        guard let plain else {
+            let extended = !frozen && !extendedScale.isEmpty
+            return configuration.c * (extended ? 0x1p-80 : Double.ulpOfOne) * noiseScale(frozen: frozen) / h
+        }
         return 2 * 3 * plain.gamma * (plain.magnitude + 2 * h * magnitudeSlope) / h
     }
 
@@ -564,7 +591,7 @@ struct Run {
                 (selected, tol) = (NumericalDerivative(value: slope, abserr: 0), pieceTol)
             } else {
                 selected = gslDerivative(.central, at: x, step: h) { t in probe.objective(slot, i, t, piece: piece) }
-                tol = tolerance(a, abserr: selected.abserr, h: h)
+                tol = tolerance(a, abserr: selected.abserr, h: h, frozen: true)
             }
             return ElementResult(tensor: name, index: index, analytic: a, numeric: selected.value,
                                  oneSided: (left.value, right.value), abserr: selected.abserr, tolerance: tol,
@@ -702,7 +729,10 @@ final class OutputMask: @unchecked Sendable {
     private var flags: [Bool]
     init(count: Int) { flags = Array(repeating: false, count: count) }
     func mark(changedFrom base: [Double], _ y: [Double]) {
-        for k in flags.indices where !flags[k] && y[k].bitPattern != base[k].bitPattern { flags[k] = true }
+        mark { y[$0].bitPattern != base[$0].bitPattern }
+    }
+    func mark(where changed: (Int) -> Bool) {
+        for k in flags.indices where !flags[k] && changed(k) { flags[k] = true }
     }
     var marked: [Int] { flags.indices.filter { flags[$0] } }
 }

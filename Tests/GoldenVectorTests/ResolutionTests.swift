@@ -6,13 +6,14 @@ import Testing
 /// Issue 11's measure of sharpness, as mutants: over the built-in matrix (`cnnref gradcheck`
 /// with no files), a backward pass off by a relative 1e-9, either way, in one element fails that
 /// element's check wherever the check states a resolution (tolerance/|a|) below 5e-10 — which
-/// for the linear, piecewise-linear and sum-of-products layers is every element tried. Per
+/// for the linear, piecewise-linear and sum-of-products layers, and batch norm, is every element
+/// tried. Per
 /// tensor, two elements: the smallest nonzero |a| (the hardest) and a seeded one. Element checks
 /// are independent, so a mutant of one element is the same check with that analytic value.
 @Suite struct ResolutionTests {
-    /// The layers whose every element the check resolves to better than 5e-10.
+    /// The layers whose every element tried the check resolves to better than 5e-10.
     static let resolved: Set<String> = ["conv2d", "linear", "avgpool2d", "adaptive_avgpool2d", "add", "concat", "flatten", "dropout",
-                                        "relu", "leaky_relu", "prelu", "maxpool2d", "maxout", "multiclass_hinge"]
+                                        "relu", "leaky_relu", "prelu", "maxpool2d", "maxout", "multiclass_hinge", "batchnorm2d"]
 
     @Test func aRelativeErrorOf1e9FailsWhereverTheStatedResolutionAllows() throws {
         var tried: [String: Int] = [:], unresolved: [String: Int] = [:]
