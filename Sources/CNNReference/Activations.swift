@@ -212,6 +212,10 @@ public struct Swish: ElementwiseLayer, Pointwise {
         let b = beta
         return x.scalars.map { DoubleDouble($0) * DoubleDouble.logistic(DoubleDouble.product(b, $0)) }
     }
+    /// |y| + |x|·2⁻⁹⁹⁵: σ(βx) below 2⁻¹⁰⁷⁵ flushes to 0 beside a large x.
+    public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] {
+        zip(x.scalars, y).map { $1.hi.magnitude + $0.magnitude * 0x1p-995 }
+    }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
         let b = beta
         var dbeta = DoubleDoubleSum()

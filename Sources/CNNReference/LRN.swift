@@ -88,9 +88,12 @@ public struct LRN: Layer {
         }
     }
 
-    /// |y|·(1 + |β|·(1 + |log S|)): the power is e^(−β·log S), relative to about that.
+    /// |y|·(1 + |β|·(1 + |log S|)) + |x|·2⁻⁹⁹⁵: the power is e^(−β·log S), relative to about that,
+    /// and flushes to 0 below 2⁻¹⁰⁷⁵.
     public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] {
-        zip(y, plainBases(x)).map { $0.hi.magnitude * (1 + beta.magnitude * (1 + Foundation.log($1).magnitude)) }
+        zip(zip(y, plainBases(x)), x.scalars).map { yb, a in
+            yb.0.hi.magnitude * (1 + beta.magnitude * (1 + Foundation.log(yb.1).magnitude)) + a.magnitude * 0x1p-995
+        }
     }
 
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {

@@ -89,9 +89,9 @@ public protocol PiecewiseLinear: PiecewiseSmooth {}
 /// derivative small beside the output (nearly saturated σ and tanh, small probabilities).
 public protocol ExtendedForward: Layer {
     func forwardExtended(_ x: Tensor) -> [DoubleDouble]
-    /// Mⱼ such that output j of `forwardExtended` is within 2⁻⁸⁰·Mⱼ of its value: |yⱼ| where the
-    /// double-double arithmetic is relative (the default), more where it is absolute (a
-    /// logarithm near 1).
+    /// Mⱼ such that output j of `forwardExtended` is within 2⁻⁸⁰·Mⱼ + 2⁻¹⁰⁷⁴ of its value: |yⱼ|
+    /// where the double-double arithmetic is relative (the default), more where it is absolute
+    /// (a logarithm near 1) or where a factor below 2⁻¹⁰⁷⁴ flushes to 0 beside a large one.
     func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double]
 }
 

@@ -363,7 +363,7 @@ struct Run {
         guard let reading else { return scale }
         let u = upstream.scalars
         if !frozen, !extendedScale.isEmpty {
-            return reading.marked.reduce(0) { $0 + u[$1].magnitude * (extendedScale[$1] + 0x1p-1023) }
+            return reading.marked.reduce(0) { $0 + u[$1].magnitude * (extendedScale[$1] + 0x1p-994) }   // ·2⁻⁸⁰: 2⁻¹⁰⁷⁴ absolute
         }
         return reading.marked.reduce(0) { $0 + (u[$1] * baseOutput[$1]).magnitude + u[$1].magnitude * 0x1p-1023 }
     }

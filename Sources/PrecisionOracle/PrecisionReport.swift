@@ -615,3 +615,29 @@ extension Oracle {
         return out
     }
 }
+
+extension Oracle {
+    /// An `ExtendedForward` layer's double-double outputs against the true ones: for every
+    /// finite output at or above 2⁻⁹⁶⁸ (where the gradient checker differences them), the ratio
+    /// |(hi + lo) − y| / (2⁻⁸⁰·(Mⱼ + 2⁻⁹⁹⁴)), Mⱼ the layer's `extendedErrorScale` (2⁻¹⁰⁷⁴ absolute, as
+    /// the gradient checker allows each output besides). The stated bound holds
+    /// where every ratio is at most 1. Returns the number of outputs compared and the worst.
+    public static func extendedForwardRatio(_ c: Case) -> (checked: Int, worst: Double, at: Int) {
+        guard let layer = try? LayerRegistry.makeLayer(c), let extended = layer as? any ExtendedForward,
+              let x = c.input(layer.inputName) else { return (0, 0, -1) }
+        let y = extended.forwardExtended(x), m = extended.extendedErrorScale(x, y)
+        mpfr_set_emin(mpfr_get_emin_min())
+        mpfr_set_emax(mpfr_get_emax_max())
+        return BigFloat.$bits.withValue(bits(c)) {
+            let exact = evaluateAtPrecision(c).outputs[0].1
+            var checked = 0, worst = 0.0, at = -1
+            for k in y.indices where y[k].hi.isFinite && exact[k].double.isFinite && (y[k].hi == 0 || y[k].hi.magnitude >= 0x1p-968) {
+                let difference = (BigFloat(y[k].hi) + BigFloat(y[k].lo) - exact[k]).magnitude
+                let ratio = (difference / BigFloat(0x1p-80 * (m[k] + 0x1p-994))).double
+                checked += 1
+                if !(ratio <= worst) { (worst, at) = (ratio, k) }
+            }
+            return (checked, worst, at)
+        }
+    }
+}

@@ -173,6 +173,20 @@ import Testing
         }
     }
 
+    /// The gradient checker's double-double objective (`ExtendedForward`) is as accurate as its
+    /// layers state: every output of every matrix case of theirs within 2⁻⁸⁰·Mⱼ of the true value.
+    @Test func theExtendedForwardPassesHoldTheirStatedError() throws {
+        var compared = 0, overall = (0.0, "")
+        for c in Catalogue().gradcheckMatrix where (try? LayerRegistry.makeLayer(c)) is any ExtendedForward {
+            let (checked, worst, at) = Oracle.extendedForwardRatio(c)
+            compared += checked
+            if worst > overall.0 { overall = (worst, "\(c.id)[\(at)]") }
+            #expect(worst <= 1, "\(c.id): output \(at) off by \(worst) times 2⁻⁸⁰·M")
+        }
+        #expect(compared > 5000, "\(compared)")
+        print("double-double outputs: \(compared) compared, worst \(overall.0) of the bound at \(overall.1)")
+    }
+
     /// The edges: each layer's first twin with its inputs, parameters, tangents and upstream
     /// redrawn (seeded) from ±0, subnormals, 1e±300 and values up to ±1.5e308 (softmax, whose
     /// oracle needs bits in proportion to the logit gaps, up to ±30): every JVP and double
