@@ -247,20 +247,6 @@ public enum ForwardMode {
             return l.certifiedDoubleBackward(x, upstream: u, cotangents: w.map(\.tensor))
         case let l as LRN:
             return [l.certifiedDoubleBackward(x, upstream: u, cotangent: w[0].tensor)]
-        case let l as Softmax:
-            var out = x.scalars
-            var fallback: Tensor?
-            for slice in l.slices(x.shape) {
-                let ws = slice.map { w[0].tensor[$0] }, us = slice.map { u[$0] }
-                guard ws.allSatisfy(\.isFinite), us.allSatisfy(\.isFinite), let s = CertifiedSlice(slice.map { x[$0] }) else {
-                    let f = fallback ?? l.doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w[0].tensor)).gradients.input
-                    fallback = f
-                    for i in slice { out[i] = f[i] }
-                    continue
-                }
-                for (k, v) in s.softmaxDoubleBackward(ws, us).enumerated() { out[slice[k]] = v }
-            }
-            return [Tensor(shape: x.shape, scalars: out)]
         case let l as LogSoftmax:
             return [softmaxJacobianScaled(x, cotangent: w[0].tensor, slices: l.slices(x.shape), layer: l, upstream: u) { slice in
                 RationalScale(slice.map { -u[$0] })
@@ -272,7 +258,8 @@ public enum ForwardMode {
                                           layer: l, upstream: u) { _ in scale }]
         case let l as any SecondOrder:
             // PReLU, Maxout: one CorrectlyRounded sum of products per value, or an exact product;
-            // sigmoid, tanh, ELU: w·u·f″(x) certified per element (`ElementwiseSecondOrder`).
+            // sigmoid, tanh, ELU: w·u·f″(x) certified per element (`ElementwiseSecondOrder`);
+            // softmax: certified per slice.
             let g = l.doubleBackward(x, outputGradient: u, cotangents: Tangents(input: w[0].tensor, parameters: w.dropFirst().map(\.tensor))).gradients
             return [g.input] + g.parameters
         default:

@@ -333,10 +333,18 @@ extension Softmax: SecondOrder {
     /// J is symmetric, so the JVP is the backward pass applied to the tangent.
     public func jvp(_ x: Tensor, tangents t: Tangents) -> Tensor { backward(x, outputGradient: t.input).input }
     /// ⟨w, g⟩ = ⟨w ⊙ p, u⟩ − ⟨w, p⟩⟨p, u⟩ as a function of p has gradient
-    /// v = w ⊙ u − ⟨w, p⟩·u − ⟨p, u⟩·w; ∂/∂x = J·v, ∂/∂u = J·w.
+    /// v = w ⊙ u − ⟨w, p⟩·u − ⟨p, u⟩·w; ∂/∂x = J·v, ∂/∂u = J·w. Certified per slice
+    /// (`CertifiedSlice.softmaxDoubleBackward`: probabilities below the doubles beside an
+    /// upstream of 1e300 keep their ~1e-24); a slice with a non-finite logit, cotangent or
+    /// upstream in double-double (IEEE's rules).
     public func doubleBackward(_ x: Tensor, outputGradient u: Tensor, cotangents w: Tangents) -> DoubleBackward {
         var dx = x.scalars
         for slice in slices(x.shape) {
+            let wsD = slice.map { w.input[$0] }, usD = slice.map { u[$0] }
+            if wsD.allSatisfy(\.isFinite), usD.allSatisfy(\.isFinite), let s = CertifiedSlice(slice.map { x[$0] }) {
+                for (k, v) in s.softmaxDoubleBackward(wsD, usD).enumerated() { dx[slice[k]] = v }
+                continue
+            }
             guard let p = probabilities(slice.map { x[$0] }) else {
                 for i in slice { dx[i] = .nan }
                 continue
