@@ -649,9 +649,10 @@ struct Run {
             let a = CorrectlyRounded.sum { acc in
                 for s in slots { for (g, v) in zip(analyticGradient(s).scalars, u[s]) { acc.add(g, times: v) } }
             }
-            // Moving along u rounds every coordinate: that noise is ε·Σ|∇ᵢ·θᵢ| at most.
+            // Moving along u rounds every coordinate: that noise is ε·Σ|∇ᵢ·θᵢ| at most (a
+            // non-finite θᵢ does not move: ±∞ + t·u is ±∞).
             let moved = slots.reduce(0.0) { total, s in
-                zip(analyticGradient(s).scalars, base[s].scalars).reduce(total) { $0 + ($1.0 * $1.1).magnitude }
+                zip(analyticGradient(s).scalars, base[s].scalars).reduce(total) { $0 + ($1.1.isFinite ? ($1.0 * $1.1).magnitude : 0) }
             }
             let h = configuration.relativeStep
             // Along u, a piecewise-smooth layer is differentiated on the piece selected at θ
@@ -671,12 +672,28 @@ struct Run {
                 move(-h); let below = probe.layer.activeSet(probe.input)
                 crossesKink = above != piece || below != piece
             }
+            // An `ExtendedForward` layer's L from its double-double outputs (off the frozen piece).
+            let extended = frozen == nil && !baseExtended.isEmpty
             let numeric = gslDerivative(.central, at: 0, step: h) { t in
                 move(t)
-                return probe.objective(piece: frozen)
+                guard extended, let moved = probe.layer as? any ExtendedForward else { return probe.objective(piece: frozen) }
+                var sum = DoubleDoubleSum()
+                for (k, y) in moved.forwardExtended(probe.input).enumerated() where upstream[k] != 0 { sum.add(DoubleDouble(upstream[k]) * y) }
+                return sum.total.value
+            }
+            let kind: ElementResult.Kind = crossesKink ? (frozen == nil ? .kink : .nearKink) : .smooth
+            guard baseObjective.isFinite, numeric.value.isFinite, !numeric.abserr.isNaN else {
+                // As for an element: skipped only where the objective itself is not finite along u
+                // around θ; otherwise the numerical value is wrong here, and so is the check.
+                move(h); let above = probe.objective(piece: frozen)
+                move(-h); let below = probe.objective(piece: frozen)
+                let finite = baseObjective.isFinite && above.isFinite && below.isFinite
+                report.record(ElementResult(tensor: "direction", index: [d], analytic: a, numeric: numeric.value, oneSided: nil,
+                                            abserr: numeric.abserr, tolerance: 0, kind: finite ? kind : .notFinite,
+                                            ratio: finite ? .infinity : 0), keep: configuration.failuresKept)
+                continue
             }
             let tol = configuration.k * numeric.abserr + configuration.c * Double.ulpOfOne * (a.magnitude + (scale + moved) / h)
-            let kind: ElementResult.Kind = crossesKink ? (frozen == nil ? .kink : .nearKink) : .smooth
             report.record(ElementResult(tensor: "direction", index: [d], analytic: a, numeric: numeric.value, oneSided: nil,
                                         abserr: numeric.abserr, tolerance: tol, kind: kind,
                                         ratio: ratio((a - numeric.value).magnitude, tol)), keep: configuration.failuresKept)

@@ -88,6 +88,31 @@ import Testing
         for t in report.tensors { #expect(t.worstRatio < 0.5, "\(t.name): worst ratio \(t.worstRatio)") }
     }
 
+    /// Random directions through a point with NaN or ±∞ in it: a direction is skipped (counted)
+    /// only where the objective along it is not finite, as an element is; where it is finite
+    /// (a −∞ logit, which does not move) the direction is judged, and a backward that returns NaN
+    /// there fails.
+    @Test func directionsThroughNonFiniteValuesAreJudgedOrSkippedAsElementsAre() throws {
+        let masked = Tensor(shape: [2, 3], scalars: [0, -.infinity, 1, -.infinity, 2, -.infinity])
+        // Softmax's objective is finite (p = 0 at −∞); log-softmax's is not (log 0 = −∞).
+        for (layer, skipped) in [(Softmax(axis: 1), 0), (LogSoftmax(axis: 1), 4)] as [(any Layer, Int)] {
+            let r = try GradientChecker.check(layer, input: masked, configuration: .init(directions: 4))
+            let d = try #require(r.tensors.first { $0.name == "directions" })
+            #expect(r.passed && d.notFinite == skipped && d.checked == 4, "\(type(of: layer).id): \(d.failures.map(\.summary))")
+        }
+        let nan = try GradientChecker.check(MaxPool2D(window: PoolWindow(kernel: [2, 2], stride: [2, 2])),
+                                            input: Tensor(shape: [1, 1, 2, 2], scalars: [1, .nan, 0, 2]), configuration: .init(directions: 3))
+        let skipped = try #require(nan.tensors.first { $0.name == "directions" })
+        #expect(nan.passed && skipped.notFinite == 3)
+        let broken = Mutant(base: Softmax(axis: 1)) { base, x, dy in
+            var g = base.backward(x, outputGradient: dy)
+            g.input[0] = .nan
+            return g
+        }
+        let r = try GradientChecker.check(broken, input: masked, configuration: .init(elementwise: false, directions: 2))
+        #expect(!r.passed && r.tensors.first { $0.name == "directions" }?.failed == 2)
+    }
+
     @Test func zeroUpstreamRepeatabilityAndShapesAreChecked() throws {
         // A backward that returns a wrong-shaped, nonzero gradient fails the structural checks.
         let bad = Mutant(base: ReLU()) { _, x, _ in Gradients(input: Tensor(shape: [x.count + 1], scalars: Array(repeating: 1, count: x.count + 1))) }
