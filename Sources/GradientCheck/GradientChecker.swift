@@ -674,28 +674,42 @@ struct Run {
             }
             // An `ExtendedForward` layer's L from its double-double outputs (off the frozen piece).
             let extended = frozen == nil && !baseExtended.isEmpty
-            let numeric = gslDerivative(.central, at: 0, step: h) { t in
+            // GSL's rule with the rounding of the outputs and of the moved point as its round-off
+            // estimate, judged at the step it used (as the JVP check): GSL's own ε·|f| misses the
+            // moved point's rounding and can retry with a step far below the nominal one.
+            // S is the largest Σ|uⱼ·yⱼ| over the points evaluated: along u the outputs can grow far
+            // beyond the point's (a bilinear layer at 1e-150 moved by 1e-4).
+            var reach = scale
+            let numeric = centralDerivative(at: 0, step: h, roundoff: { configuration.c * Double.ulpOfOne * (reach + moved) / $0 }) { t in
                 move(t)
-                guard extended, let moved = probe.layer as? any ExtendedForward else { return probe.objective(piece: frozen) }
-                var sum = DoubleDoubleSum()
-                for (k, y) in moved.forwardExtended(probe.input).enumerated() where upstream[k] != 0 { sum.add(DoubleDouble(upstream[k]) * y) }
-                return sum.total.value
+                let u = upstream.scalars
+                if extended, let layer = probe.layer as? any ExtendedForward {
+                    let y = layer.forwardExtended(probe.input)
+                    reach = max(reach, zip(u, y).reduce(0) { $0 + ($1.0 * $1.1.hi).magnitude })
+                    var sum = DoubleDoubleSum()
+                    for (k, yk) in y.enumerated() where u[k] != 0 { sum.add(DoubleDouble(u[k]) * yk) }
+                    return sum.total.value
+                }
+                let y = probe.output(piece: frozen).scalars
+                reach = max(reach, zip(u, y).reduce(0) { $0 + ($1.0 * $1.1).magnitude })
+                return CompensatedSum.sum { acc in for (a, b) in zip(u, y) { acc.add(a, times: b) } }
             }
+            let noise = reach + moved
             let kind: ElementResult.Kind = crossesKink ? (frozen == nil ? .kink : .nearKink) : .smooth
-            guard baseObjective.isFinite, numeric.value.isFinite, !numeric.abserr.isNaN else {
+            guard baseObjective.isFinite, numeric.value.isFinite, !numeric.truncation.isNaN else {
                 // As for an element: skipped only where the objective itself is not finite along u
                 // around θ; otherwise the numerical value is wrong here, and so is the check.
                 move(h); let above = probe.objective(piece: frozen)
                 move(-h); let below = probe.objective(piece: frozen)
                 let finite = baseObjective.isFinite && above.isFinite && below.isFinite
                 report.record(ElementResult(tensor: "direction", index: [d], analytic: a, numeric: numeric.value, oneSided: nil,
-                                            abserr: numeric.abserr, tolerance: 0, kind: finite ? kind : .notFinite,
+                                            abserr: numeric.truncation, tolerance: 0, kind: finite ? kind : .notFinite,
                                             ratio: finite ? .infinity : 0), keep: configuration.failuresKept)
                 continue
             }
-            let tol = configuration.k * numeric.abserr + configuration.c * Double.ulpOfOne * (a.magnitude + (scale + moved) / h)
+            let tol = configuration.k * numeric.truncation + configuration.c * Double.ulpOfOne * (a.magnitude + noise / numeric.step)
             report.record(ElementResult(tensor: "direction", index: [d], analytic: a, numeric: numeric.value, oneSided: nil,
-                                        abserr: numeric.abserr, tolerance: tol, kind: kind,
+                                        abserr: numeric.truncation, tolerance: tol, kind: kind,
                                         ratio: ratio((a - numeric.value).magnitude, tol)), keep: configuration.failuresKept)
         }
         return report
