@@ -267,11 +267,16 @@ struct SecondOrderRun {
         let h = (x + configuration.relativeStep * max(1, x.magnitude)) - x
         let movesPieces = slot <= layer.parameters.count
         var probe = self
-        return judgeLine(a, at: x, step: h, noise: scale, beside: (x.nextDown, x.nextUp), name: name, index: index,
+        // S is the largest Σ|wᵢ·gᵢ| over the points evaluated: g can grow from 0 at the point
+        // (a constant upstream to softmax) to O(t) beside it.
+        var reach = scale
+        return judgeLine(a, at: x, step: h, noise: { reach }, beside: (x.nextDown, x.nextUp), name: name, index: index,
                          value: { t in
                              probe.set(slot, i, t)
                              defer { probe.set(slot, i, x) }
-                             return probe.objective().value
+                             let o = probe.objective()
+                             reach = max(reach, o.scale)
+                             return o.value
                          },
                          piece: { t in
                              guard movesPieces else { return [] }
@@ -306,8 +311,14 @@ struct SecondOrderRun {
             }
             // Beside t = 0 on each side: a step far below any stencil's, still moving every coordinate.
             let tiny = h * 0x1p-30
-            report.record(judgeLine(a, at: 0, step: h, noise: scale + moved, beside: (-tiny, tiny), name: "direction", index: [d],
-                                    value: { t in move(t); return probe.objective().value },
+            var reach = scale
+            report.record(judgeLine(a, at: 0, step: h, noise: { reach + moved }, beside: (-tiny, tiny), name: "direction", index: [d],
+                                    value: { t in
+                                        move(t)
+                                        let o = probe.objective()
+                                        reach = max(reach, o.scale)
+                                        return o.value
+                                    },
                                     piece: { t in move(t); return probe.layer.activeSet(probe.input) }),
                           keep: configuration.failuresKept)
         }
@@ -316,10 +327,10 @@ struct SecondOrderRun {
 
     /// Judges the analytic derivative a of `value` at x, central where the active set is
     /// the same over the stencil, else one-sided on the point's own piece (see the top).
-    func judgeLine(_ a: Double, at x: Double, step h: Double, noise: Double, beside: (Double, Double),
+    func judgeLine(_ a: Double, at x: Double, step h: Double, noise: () -> Double, beside: (Double, Double),
                    name: String, index: [Int], value: (Double) -> Double, piece: (Double) -> [Int]) -> ElementResult {
         func tolerance(_ abserr: Double, _ h: Double) -> Double {
-            configuration.k * abserr + configuration.c * eps * (a.magnitude + noise / h)
+            configuration.k * abserr + configuration.c * eps * (a.magnitude + noise() / h)
         }
         func result(_ n: NumericalDerivative, _ h: Double, _ kind: ElementResult.Kind, oneSided: (Double, Double)? = nil) -> ElementResult {
             let tol = tolerance(n.abserr, h)
@@ -330,7 +341,7 @@ struct SecondOrderRun {
         let here = piece(x)
         if here.isEmpty || [x + h, x - h, x + h / 2, x - h / 2].allSatisfy({ piece($0) == here }) {
             // GSL's rule with this noise as its round-off estimate, judged at the step used (as the JVP).
-            let n = centralDerivative(at: x, step: h, roundoff: { configuration.c * eps * noise / $0 }, value)
+            let n = centralDerivative(at: x, step: h, roundoff: { configuration.c * eps * noise() / $0 }, value)
             return result(NumericalDerivative(value: n.value, abserr: n.truncation), n.step, .smooth)
         }
         let leftPiece = piece(beside.0), rightPiece = piece(beside.1)
