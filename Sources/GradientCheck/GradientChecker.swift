@@ -259,9 +259,18 @@ struct Run {
         let u = upstream.scalars
         baseObjective = CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
         baseOutput = nearUnderflow ? layer.forward(input, accumulator: CorrectlyRounded.self).scalars : y.scalars
-        let extended = nearUnderflow ? nil : (layer as? any ExtendedForward)?.forwardExtended(input)
-        baseExtended = extended.map { e in e.allSatisfy { $0.hi == 0 || !($0.hi.magnitude < 0x1p-968) } ? e : [] } ?? []
-        extendedScale = baseExtended.isEmpty ? [] : (layer as! any ExtendedForward).extendedErrorScale(input, baseExtended)
+        // Double-double only where every output is 0 or at least 2⁻⁹⁶⁸ and every error scale is
+        // finite (an LRN base that overflows has none); else the doubles.
+        var extended: [DoubleDouble] = [], scales: [Double] = []
+        if !nearUnderflow, let layer = layer as? any ExtendedForward {
+            let e = layer.forwardExtended(input)
+            if e.allSatisfy({ $0.hi == 0 || !($0.hi.magnitude < 0x1p-968) }) {
+                let m = layer.extendedErrorScale(input, e)
+                if m.allSatisfy(\.isFinite) { (extended, scales) = (e, m) }
+            }
+        }
+        baseExtended = extended
+        extendedScale = scales
         if layer is any SumOfProducts && configuration.elementwise {
             var absolute = layer
             for k in absolute.parameters.indices {
