@@ -332,7 +332,7 @@ public enum ForwardMode {
     /// could be right for all of them. The `cnnref-case-1` case carries the conventions of the
     /// forward and backward passes at non-finite values. One exception: a −∞ logit of softmax,
     /// log-softmax or the cross-entropy (a masked class) is the limit the layers extend to
-    /// continuously, p = 0 with zero derivatives, where engines agree.
+    /// continuously, p = 0 with zero derivatives, where engines agree (README: measured on PyTorch and JAX).
     static func conform(_ tangents: [NamedTensor], of c: Case, _ layer: any Layer, input: [Int], output: [Int]) throws(CaseError) -> [NamedTensor] {
         let conformed = try CaseFormat.conform(tangents, to: CaseFormat.expectedLayout(layer, input: input, output: output).gradients,
                                                path: "tangents", complete: true)

@@ -24,8 +24,9 @@ import Foundation
 /// - S is local: an element check differentiates L(t) − L(θ) formed as
 ///   Σⱼ upstreamⱼ·(yⱼ(t) − yⱼ(θ)), so an output that does not read θᵢ contributes an exact 0
 ///   (the forward pass is deterministic) and no rounding; S sums |upstreamⱼ·yⱼ| over the
-///   outputs that read θᵢ: those a NaN in θᵢ changes (every layer here propagates NaN to
-///   what reads it) and any that changed within the stencil (a layer that swallows NaN).
+///   outputs that read θᵢ: those a NaN in θᵢ changes (for every layer here that is all of
+///   them: `aNaNMarksEveryOutputThatReadsTheElement`) and any that changed within the
+///   stencil (a layer that swallows NaN).
 ///
 /// The step is h = 2⁻¹³·max(1, |θᵢ|), made exactly representable as (θᵢ + h) − θᵢ.
 ///
@@ -302,21 +303,38 @@ struct Run {
 
     /// L at the current point; with `piece`, L of that smooth piece of a piecewise-smooth layer.
     func objective(piece: [Int]? = nil, plainLoops: Bool = false) -> Double {
-        let y: Tensor
-        if let piece, let piecewise = layer as? any PiecewiseSmooth {
-            y = nearUnderflow ? piecewise.forward(input, piece: piece, accumulator: CorrectlyRounded.self)
-                : piecewise.forward(input, piece: piece, accumulator: CompensatedSum.self)
-        } else if nearUnderflow {
-            y = layer.forward(input, accumulator: CorrectlyRounded.self)
-        } else if plainLoops {
-            y = layer.forward(input, accumulator: PlainSum.self)
-            let u = upstream.scalars
-            return PlainSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
-        } else {
-            y = layer.forward(input, accumulator: CompensatedSum.self)
+        if plainLoops, piece == nil, !nearUnderflow {
+            let y = layer.forward(input, accumulator: PlainSum.self).scalars, u = upstream.scalars
+            return PlainSum.sum { acc in for (a, b) in zip(u, y) { acc.add(a, times: b) } }
         }
+        return weightedSum(output(piece: piece).scalars).value
+    }
+
+    /// ⟨u, y − base⟩ + offset as a compensated sum (base nil: ⟨u, y⟩), and Σ|uⱼ·yⱼ|.
+    func weightedSum(_ y: [Double], minus base: [Double]? = nil, plus offset: Double = 0) -> (value: Double, reach: Double) {
         let u = upstream.scalars
-        return CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
+        let value = CompensatedSum.sum { acc in
+            acc.add(offset)
+            for k in u.indices { acc.add(u[k], times: base.map { y[k] - $0[k] } ?? y[k]) }
+        }
+        return (value, zip(u, y).reduce(0) { $0 + ($1.0 * $1.1).magnitude })
+    }
+
+    /// The same from double-double outputs, rounded once at the end.
+    func weightedSum(_ y: [DoubleDouble], minus base: [DoubleDouble]? = nil, plus offset: Double = 0) -> (value: Double, reach: Double) {
+        let u = upstream.scalars
+        var sum = DoubleDoubleSum()
+        sum.add(DoubleDouble(offset))
+        for k in u.indices { sum.add(DoubleDouble(u[k]) * (base.map { y[k] - $0[k] } ?? y[k])) }
+        return (sum.total.value, zip(u, y).reduce(0) { $0 + ($1.0 * $1.1.hi).magnitude })
+    }
+
+    /// `body` on this run with element i of slot set to t (restored afterwards).
+    mutating func at<T>(_ slot: Int, _ i: Int, _ t: Double, _ body: (Run) -> T) -> T {
+        let saved = tensor(slot)[i]
+        set(slot, i, t)
+        defer { set(slot, i, saved) }
+        return body(self)
     }
 
     /// L (or L of `piece`) with element i of slot set to t (restored afterwards), up to a
@@ -324,24 +342,16 @@ struct Run {
     /// S + L(t) − L(θ) = S + Σⱼ uⱼ·(yⱼ(t) − yⱼ(θ)) (`readingScales`), recording in `reading` the
     /// outputs that changed.
     mutating func objective(_ slot: Int, _ i: Int, _ t: Double, piece: [Int]? = nil) -> Double {
-        let saved = tensor(slot)[i]
-        set(slot, i, t)
-        defer { set(slot, i, saved) }
-        if plain != nil && piece == nil { return objective(piece: nil, plainLoops: true) }
-        if piece == nil, !baseExtended.isEmpty, let extended = layer as? any ExtendedForward {
-            let y = extended.forwardExtended(input), base = baseExtended
-            reading?.mark { y[$0].hi.bitPattern != base[$0].hi.bitPattern || y[$0].lo.bitPattern != base[$0].lo.bitPattern }
-            var sum = DoubleDoubleSum()
-            sum.add(DoubleDouble(readingScales.extended * (0x1p-80 / Double.ulpOfOne)))
-            for (k, uk) in upstream.scalars.enumerated() { sum.add(DoubleDouble(uk) * (y[k] - base[k])) }
-            return sum.total.value
-        }
-        let y = output(piece: piece).scalars
-        reading?.mark(changedFrom: baseOutput, y)
-        let u = upstream.scalars, base = baseOutput
-        return CompensatedSum.sum { acc in
-            acc.add(readingScales.double)
-            for k in u.indices { acc.add(u[k], times: y[k] - base[k]) }
+        at(slot, i, t) { run in
+            if run.plain != nil && piece == nil { return run.objective(piece: nil, plainLoops: true) }
+            if piece == nil, !run.baseExtended.isEmpty, let extended = run.layer as? any ExtendedForward {
+                let y = extended.forwardExtended(run.input), base = run.baseExtended
+                run.reading?.mark { y[$0].hi.bitPattern != base[$0].hi.bitPattern || y[$0].lo.bitPattern != base[$0].lo.bitPattern }
+                return run.weightedSum(y, minus: base, plus: run.readingScales.extended * (0x1p-80 / Double.ulpOfOne)).value
+            }
+            let y = run.output(piece: piece).scalars
+            run.reading?.mark(changedFrom: run.baseOutput, y)
+            return run.weightedSum(y, minus: run.baseOutput, plus: run.readingScales.double).value
         }
     }
 
@@ -357,10 +367,8 @@ struct Run {
     /// Starts the element's `reading` mask with the outputs a NaN in it changes.
     mutating func probeReading(_ slot: Int, _ i: Int) {
         let mask = OutputMask(count: baseOutput.count)
-        let saved = tensor(slot)[i]
-        set(slot, i, .nan)
-        mask.mark(changedFrom: baseOutput, output().scalars)
-        set(slot, i, saved)
+        let base = baseOutput
+        at(slot, i, .nan) { mask.mark(changedFrom: base, $0.output().scalars) }
         reading = mask
         readingScales = (noiseScale(frozen: true), noiseScale(frozen: false))
     }
@@ -378,10 +386,7 @@ struct Run {
     }
 
     mutating func activeSet(_ slot: Int, _ i: Int, _ t: Double) -> [Int] {
-        let saved = tensor(slot)[i]
-        set(slot, i, t)
-        defer { set(slot, i, saved) }
-        return layer.activeSet(input)
+        at(slot, i, t) { $0.layer.activeSet($0.input) }
     }
 
     func step(_ x: Double) -> Double {
@@ -531,13 +536,12 @@ struct Run {
 
     /// The output, correctly rounded, with element i of slot set to t (of `piece`, frozen).
     mutating func roundedOutput(_ slot: Int, _ i: Int, _ t: Double, piece: [Int]? = nil) -> [Double] {
-        let saved = tensor(slot)[i]
-        set(slot, i, t)
-        defer { set(slot, i, saved) }
-        if let piece, !piece.isEmpty, let piecewise = layer as? any PiecewiseSmooth {
-            return piecewise.forward(input, piece: piece, accumulator: CorrectlyRounded.self).scalars
+        at(slot, i, t) { run in
+            if let piece, !piece.isEmpty, let piecewise = run.layer as? any PiecewiseSmooth {
+                return piecewise.forward(run.input, piece: piece, accumulator: CorrectlyRounded.self).scalars
+            }
+            return run.layer.forward(run.input, accumulator: CorrectlyRounded.self).scalars
         }
-        return layer.forward(input, accumulator: CorrectlyRounded.self).scalars
     }
 
     /// Σ uⱼ·yⱼ over `outputs` (all of them by default), correctly rounded, for correctly rounded
@@ -555,16 +559,7 @@ struct Run {
     /// L with element i of slot set to t: plain loops throughout, or compensated sums
     /// for every output and for the sum over the outputs.
     mutating func affineObjective(_ slot: Int, _ i: Int, _ t: Double, compensated: Bool) -> Double {
-        let saved = tensor(slot)[i]
-        set(slot, i, t)
-        defer { set(slot, i, saved) }
-        let u = upstream.scalars
-        if compensated {
-            let y = layer.forward(input, accumulator: CompensatedSum.self)
-            return CompensatedSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
-        }
-        let y = layer.forward(input, accumulator: PlainSum.self)
-        return PlainSum.sum { acc in for (a, b) in zip(u, y.scalars) { acc.add(a, times: b) } }
+        at(slot, i, t) { $0.objective(plainLoops: !compensated) }
     }
 
     /// The active set changes within the stencil. Steps that stay within one piece on
@@ -691,17 +686,10 @@ struct Run {
             var reach = scale
             let numeric = centralDerivative(at: 0, step: h, roundoff: { configuration.c * Double.ulpOfOne * (reach + moved) / $0 }) { t in
                 move(t)
-                let u = upstream.scalars
-                if extended, let layer = probe.layer as? any ExtendedForward {
-                    let y = layer.forwardExtended(probe.input)
-                    reach = max(reach, zip(u, y).reduce(0) { $0 + ($1.0 * $1.1.hi).magnitude })
-                    var sum = DoubleDoubleSum()
-                    for (k, yk) in y.enumerated() where u[k] != 0 { sum.add(DoubleDouble(u[k]) * yk) }
-                    return sum.total.value
-                }
-                let y = probe.output(piece: frozen).scalars
-                reach = max(reach, zip(u, y).reduce(0) { $0 + ($1.0 * $1.1).magnitude })
-                return CompensatedSum.sum { acc in for (a, b) in zip(u, y) { acc.add(a, times: b) } }
+                let sum = extended ? probe.weightedSum((probe.layer as! any ExtendedForward).forwardExtended(probe.input))
+                    : probe.weightedSum(probe.output(piece: frozen).scalars)
+                reach = max(reach, sum.reach)
+                return sum.value
             }
             let noise = reach + moved
             let kind: ElementResult.Kind = crossesKink ? (frozen == nil ? .kink : .nearKink) : .smooth

@@ -69,10 +69,10 @@ extension CNNRef {
             // difference below the noise can be ≤ 0, and is printed as unresolved.
             var pairs: [Double] = []
             for _ in 0..<(repetitions * 10) {
-                let with = try median(1) {
+                let with = try elapsed {
                     _ = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 1))
                 }
-                let without = try median(1) {
+                let without = try elapsed {
                     _ = try GradientChecker.check(conv, input: x, configuration: GradientCheckConfiguration(elementwise: false, directions: 0))
                 }
                 pairs.append(with - without)
@@ -179,15 +179,18 @@ struct FusedLoop: Accumulator {
 
 /// The median wall time of `body` in seconds.
 func median(_ repetitions: Int, _ body: () throws -> Void) rethrows -> Double {
-    let clock = ContinuousClock()
     var times: [Double] = []
-    for _ in 0..<repetitions {
-        let start = clock.now
-        try body()
-        let d = clock.now - start
-        times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
-    }
+    for _ in 0..<repetitions { times.append(try elapsed(body)) }
     return times.sorted()[times.count / 2]
+}
+
+/// Seconds one run of `body` takes.
+func elapsed(_ body: () throws -> Void) rethrows -> Double {
+    let clock = ContinuousClock()
+    let start = clock.now
+    try body()
+    let d = clock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }
 
 func ms(_ s: Double) -> String { String(format: "%.2f ms", s * 1e3) }
