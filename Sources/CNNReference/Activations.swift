@@ -145,9 +145,8 @@ public struct Sigmoid: ElementwiseLayer, Pointwise {
     public init() {}
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let exact = certifies(A.self)
-        return Tensor(shape: x.shape, scalars: x.scalars.map { x in
-            exact ? CertifiedElementwise.sigmoid(x) : DoubleDouble.logistic(DoubleDouble(x)).value
-        })
+        guard exact else { return Tensor(shape: x.shape, scalars: forwardExtended(x).map(\.value)) }
+        return Tensor(shape: x.shape, scalars: x.scalars.map(CertifiedElementwise.sigmoid))
     }
     public func forwardExtended(_ x: Tensor) -> [DoubleDouble] { x.scalars.map { DoubleDouble.logistic(DoubleDouble($0)) } }
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Gradients {
@@ -203,14 +202,18 @@ public struct Swish: ElementwiseLayer, Pointwise {
     }
     public func forward<A: Accumulator>(_ x: Tensor, accumulator: A.Type) -> Tensor {
         let exact = certifies(A.self), b = beta
+        // Non-finite operands have no certified value: IEEE in double-double.
         return Tensor(shape: x.shape, scalars: x.scalars.map { x in
-            (exact ? CertifiedElementwise.swish(x, beta: b) : nil)
-                ?? (DoubleDouble(x) * DoubleDouble.logistic(DoubleDouble.product(b, x))).value
+            (exact ? CertifiedElementwise.swish(x, beta: b) : nil) ?? Self.extended(x, beta: b).value
         })
+    }
+    /// x·σ(βx) in double-double, βx formed exactly.
+    static func extended(_ x: Double, beta b: Double) -> DoubleDouble {
+        DoubleDouble(x) * DoubleDouble.logistic(DoubleDouble.product(b, x))
     }
     public func forwardExtended(_ x: Tensor) -> [DoubleDouble] {
         let b = beta
-        return x.scalars.map { DoubleDouble($0) * DoubleDouble.logistic(DoubleDouble.product(b, $0)) }
+        return x.scalars.map { Self.extended($0, beta: b) }
     }
     /// |y| + |x|·2⁻⁹⁹⁵: σ(βx) below 2⁻¹⁰⁷⁵ flushes to 0 beside a large x.
     public func extendedErrorScale(_ x: Tensor, _ y: [DoubleDouble]) -> [Double] {

@@ -36,16 +36,6 @@ public struct DoubleDouble: Sendable, Equatable {
         return DoubleDouble(hi: p, lo: (-p).addingProduct(a, b))
     }
 
-    /// a·b·c with the largest factor taken first with the smallest: no intermediate overflows
-    /// when the result does not (w·u beside a tiny f″ in a double backward).
-    @inlinable public static func product(_ a: Double, _ b: Double, _ c: Double) -> DoubleDouble {
-        var (s, m, l) = (a, b, c)
-        if s.magnitude > m.magnitude { swap(&s, &m) }
-        if m.magnitude > l.magnitude { swap(&m, &l) }
-        if s.magnitude > m.magnitude { swap(&s, &m) }
-        return product(l, s) * DoubleDouble(m)
-    }
-
     /// a − b exactly.
     @inlinable public static func difference(_ a: Double, _ b: Double) -> DoubleDouble { twoSum(a, -b) }
 

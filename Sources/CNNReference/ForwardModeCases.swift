@@ -321,7 +321,7 @@ public enum ForwardMode {
     }
 
     /// The layers whose data input may hold −∞ (a masked logit) in a forward-mode case.
-    static let maskableLogits = ["softmax", "log_softmax", "softmax_cross_entropy"]
+    public static let maskableLogits = ["softmax", "log_softmax", "softmax_cross_entropy"]
 
     /// `tangents` checked against the layer's gradient layout (every name, once, with its shape),
     /// and every value of the case finite: its inputs, upstream and tangents.
@@ -342,7 +342,7 @@ public enum ForwardMode {
         for (field, t) in fields {
             if let k = t.scalars.firstIndex(where: { !$0.isFinite && !(field == logits && $0 == -.infinity) }) {
                 throw CaseError("\(field).data[\(k)]", "\(t[k].isNaN ? "NaN" : t[k] > 0 ? "Infinity" : "-Infinity") in a \(schema) case: forward-mode values need finite inputs, upstream and "
-                                + "tangents, but for a −∞ logit (a derivative at or along NaN or ±∞ is not defined, and engines disagree there); "
+                                + "tangents\(logits == nil ? "" : " (a −∞ logit excepted)") (a derivative at or along NaN or ±∞ is not defined, and engines disagree there); "
                                 + "the \(CaseFormat.schema) case without tangents takes non-finite values")
             }
         }
